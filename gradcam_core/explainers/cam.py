@@ -1,0 +1,75 @@
+"""CAM (Zhou et al., "Learning Deep Features for Discriminative Localization", CVPR 2016)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .base import LayerExplainer
+
+__all__ = ["CAM"]
+
+# The head's output must equal fc(GAP(A)) to this relative tolerance for CAM to apply.
+_HEAD_TOLERANCE = 1e-4
+
+
+class CAM(LayerExplainer):
+    r"""Class activation mapping, for a last conv layer followed by GAP and one linear layer.
+
+    .. math::
+        L^c = \mathrm{ReLU}\Big(\sum_k w_k^c A^k\Big)
+
+    where :math:`w_k^c` is the weight of the linear layer ``fc`` from channel ``k`` to class
+    ``c``. The paper shows the positive part of :math:`\sum_k w_k^c A^k`; the ReLU keeps that part
+    and puts CAM on Grad-CAM's footing, so that at this layer the two agree after normalization.
+
+    CAM only applies when the logits are exactly ``fc(GAP(A))``. Each call checks that on the
+    forward pass it makes, and raises a ``ValueError`` that says what it found (a flatten, more
+    linear layers, no pooling) and points to :class:`GradCAM`, which needs no such head.
+
+    Example:
+        >>> result = CAM(model, layer="layer4", fc="fc")(x, target=281)   # 281: 'tabby'
+        >>> result.weights["layer4"]     # (N, 512): w_k^c for each sample's class
+    """
+
+    needs_grad = False
+
+    def __init__(self, model: nn.Module, layer: str, fc: str):
+        super().__init__(model, [layer])
+        self.layer = layer
+        self.fc_name = fc
+        self.fc = dict(model.named_modules()).get(fc)
+        if not isinstance(self.fc, nn.Linear):
+            found = "nothing" if self.fc is None else type(self.fc).__name__
+            raise ValueError(
+                f"CAM needs the classifier {fc!r} to be one nn.Linear layer; found {found}. "
+                "Use GradCAM, which works with any head."
+            )
+
+    def _weights(self, activations, logits, targets):
+        a = activations[self.layer]
+        self._check_head(a, logits)
+        return {self.layer: self.fc.weight[targets].detach()}
+
+    def _check_head(self, a: torch.Tensor, logits: torch.Tensor) -> None:
+        if a.dim() != 4:
+            raise ValueError(
+                f"CAM needs a convolutional layer; {self.layer!r} gives shape {tuple(a.shape[1:])}."
+            )
+        channels, fc_in = a.shape[1], self.fc.in_features
+        if channels != fc_in:
+            raise ValueError(
+                f"CAM needs {self.layer!r} -> global average pooling -> {self.fc_name!r}, but "
+                f"{self.fc_name!r} takes {fc_in} features and {self.layer!r} has {channels} "
+                f"channels of {a.shape[2]}x{a.shape[3]}: this head "
+                f"{'flattens the feature maps' if fc_in == a[0].numel() else 'has other layers'} "
+                "instead of averaging each channel. Use GradCAM, which works with any head."
+            )
+        expected = self.fc(a.mean(dim=(2, 3)))
+        gap = (expected - logits).abs().max().item()
+        if gap > _HEAD_TOLERANCE * max(1.0, logits.abs().max().item()):
+            raise ValueError(
+                f"CAM needs the logits to be {self.fc_name}(GAP({self.layer})), but they differ "
+                f"from it by up to {gap:.3g}: there are other layers between {self.layer!r} and "
+                f"the output. Use GradCAM, which works with any head."
+            )

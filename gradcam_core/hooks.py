@@ -1,0 +1,146 @@
+"""Hooks that live for one call, and the lock that keeps calls on a shared model apart.
+
+Every hook here is registered inside a ``with`` block and removed in its ``finally``, so no hook
+outlives the call that made it, whether the call returns or raises. Nothing here changes a module,
+a parameter or a training flag: forward hooks only read outputs (and hand back a clone, see
+:func:`capture_outputs`), and gradient hooks sit on the tensors of one forward pass.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+
+import torch
+from torch import nn
+
+__all__ = [
+    "GUIDED_ACTIVATIONS",
+    "capture_outputs",
+    "capture_activation_outputs",
+    "check_layers",
+    "guided_gradients",
+    "model_lock",
+]
+
+#: Activation modules whose backward pass guided backpropagation rewrites.
+GUIDED_ACTIVATIONS = (nn.ReLU, nn.ReLU6)
+
+# Forward hooks are registered on the module itself, so a hook set by one thread also fires in
+# another thread's forward pass through the same model. Calls on one model are therefore
+# serialized. The registry is keyed weakly, so it never keeps a model alive, and the lock is
+# re-entrant, so an explainer may call another one while holding it.
+_locks: "weakref.WeakKeyDictionary[nn.Module, threading.RLock]" = weakref.WeakKeyDictionary()
+_locks_guard = threading.Lock()
+
+
+def model_lock(model: nn.Module) -> threading.RLock:
+    """The re-entrant lock that serializes every hooked pass through ``model``.
+
+    Example:
+        >>> with model_lock(model):
+        ...     logits = model(x)   # no other thread's hooks can fire here
+    """
+    with _locks_guard:
+        lock = _locks.get(model)
+        if lock is None:
+            lock = _locks[model] = threading.RLock()
+        return lock
+
+
+def check_layers(model: nn.Module, layers: Iterable[str]) -> list[str]:
+    """Return ``layers`` as a list, or raise a ``ValueError`` naming the valid layer names."""
+    names = [layers] if isinstance(layers, str) else list(layers)
+    if not names:
+        raise ValueError("Name at least one layer.")
+    valid = [name for name, _ in model.named_modules() if name]
+    unknown = [name for name in names if name not in valid]
+    if unknown:
+        raise ValueError(
+            f"{type(model).__name__} has no layer named {', '.join(map(repr, unknown))}. "
+            f"Valid layer names: {', '.join(valid)}."
+        )
+    return names
+
+
+@contextmanager
+def capture_outputs(model: nn.Module, layers: Sequence[str]) -> Iterator[dict[str, torch.Tensor]]:
+    """Record the output of each named layer during the forward passes inside the block.
+
+    The recorded tensor is the layer's own output, still part of the autograd graph, so
+    ``torch.autograd.grad(score, captured[name])`` gives the gradient at that layer. The hook hands
+    the rest of the network a clone: an in-place op that follows the layer (torchvision's ResNet
+    applies ``ReLU(inplace=True)`` after ``bn1``) then changes the clone, not the recorded tensor.
+
+    Example:
+        >>> with capture_outputs(model, ["layer4"]) as outputs:
+        ...     logits = model(x)
+        >>> outputs["layer4"].shape
+        torch.Size([1, 512, 7, 7])
+    """
+    modules = dict(model.named_modules())
+    captured: dict[str, torch.Tensor] = {}
+
+    def recorder(name: str):
+        def hook(module: nn.Module, inputs, output):
+            if not isinstance(output, torch.Tensor):
+                raise ValueError(f"Layer {name!r} returns {type(output).__name__}, not a tensor.")
+            captured[name] = output
+            return output.clone()
+
+        return hook
+
+    handles = [modules[name].register_forward_hook(recorder(name)) for name in layers]
+    try:
+        yield captured
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+@contextmanager
+def capture_activation_outputs(
+    model: nn.Module, types: tuple[type[nn.Module], ...] = GUIDED_ACTIVATIONS
+) -> Iterator[list[torch.Tensor]]:
+    """Collect the output of every call of every activation module of ``types``.
+
+    A module called twice in one forward pass (a torchvision ``BasicBlock`` calls its one ReLU
+    twice) contributes two tensors.
+    """
+    outputs: list[torch.Tensor] = []
+
+    def hook(module: nn.Module, inputs, output: torch.Tensor) -> None:
+        outputs.append(output)
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, types)]
+    try:
+        yield outputs
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def guided_gradients(
+    score: torch.Tensor, inputs: torch.Tensor, activation_outputs: Sequence[torch.Tensor]
+) -> torch.Tensor:
+    """``d score / d inputs`` with guided backpropagation's rule at each activation output.
+
+    A ReLU's backward pass is ``relu'(x) * grad``; guided backpropagation (Springenberg et al.
+    2015) makes it ``relu'(x) * max(grad, 0)``. Clamping the gradient that arrives at the
+    activation's output gives exactly that, since autograd then multiplies it by ``relu'(x)``.
+    The hooks sit on this pass's tensors, not on modules, so in-place activations and modules
+    called twice need no special case, and the model is never touched.
+    """
+    handles = [
+        out.register_hook(lambda grad: grad.clamp(min=0))
+        for out in activation_outputs
+        if out.requires_grad
+    ]
+    try:
+        (gradient,) = torch.autograd.grad(score, inputs)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return gradient

