@@ -1,0 +1,83 @@
+"""Grad-CAM at every stage of the network, from one forward and one backward pass."""
+
+import streamlit as st
+import torch
+
+import gradcam_core as gc
+from gradcam_core.explainers.base import LayerExplainer, weighted_sum
+from ui import figures, resources, widgets
+from ui.source import show_code
+
+
+def spread(m: torch.Tensor) -> float:
+    """The share of the picture where the map is above half its maximum: large means diffuse."""
+    return float((gc.normalize(m) > 0.5).float().mean())
+
+
+def weights_ui(stages: list[str]) -> str:
+    return st.segmented_control("Show the weights of", stages, default=stages[-1], key="grad_cam_weights_layer") or stages[-1]
+
+
+selection = widgets.current()
+clf = selection.clf
+st.title("Grad-CAM, layer by layer")
+st.markdown(
+    f"Grad-CAM weighs each feature map $A^k$ of a layer by how much the score of **{selection.class_name}** "
+    "rises when that map rises, averaged over the map, then keeps the positive part of the sum. "
+    "It needs no special architecture: any convolutional layer will do."
+)
+st.latex(
+    r"\alpha_k^c = \frac{1}{Z}\sum_{i}\sum_{j} \frac{\partial y^c}{\partial A^k_{ij}}"
+    r"\qquad L^c_{\text{Grad-CAM}} = \mathrm{ReLU}\Big(\sum_k \alpha_k^c A^k\Big)"
+)
+
+result = resources.grad_cam(
+    selection.model_key, selection.picture.image_id, tuple(clf.stages), selection.target, False, clf, selection.x
+)
+maps = {layer: result.maps[layer][0] for layer in clf.stages}
+pictures = [
+    (f"{layer} · {m.shape[0]}x{m.shape[1]}", gc.overlay(selection.rgb, m, cmap=selection.cmap, alpha=selection.alpha))
+    for layer, m in maps.items()
+]
+st.subheader(f"'{selection.class_name}' at {', '.join(clf.stages)}: one forward and one backward pass")
+figures.show_grid(pictures, columns=len(pictures), filename=f"grad_cam_layers_{selection.target}.png")
+
+spreads = {layer: spread(m) for layer, m in maps.items()}
+first, last = clf.stages[0], clf.stages[-1]
+st.info(
+    f"At **{first}** the map is above half its peak on {spreads[first]:.0%} of the picture; at **{last}**, on "
+    f"{spreads[last]:.0%}. Early layers are diffuse: their small receptive fields answer to edges and textures "
+    "on the background as much as on the object, and their gradients pass through every later layer. "
+    f"By **{last}** each cell sees most of the picture and the map gathers on the parts that make a "
+    f"'{selection.class_name}'. The coarse {tuple(maps[last].shape)} grid is why the late map is blurry."
+)
+
+st.subheader("The weights $\\alpha_k^c$")
+layer = weights_ui(clf.stages)
+alphas = result.weights[layer][0]
+strongest = torch.argsort(alphas.abs(), descending=True)[:24].tolist()
+left, right = st.columns([3, 2])
+left.plotly_chart(
+    figures.bars([float(alphas[k]) for k in strongest], [f"#{k}" for k in strongest],
+                 f"{layer}: the 24 largest of {alphas.numel()} weights", axis="alpha"),
+    key="grad_cam_alphas",
+)
+positive = int((alphas > 0).sum())
+right.markdown(
+    f"**{positive} of {alphas.numel()}** channels of {layer} speak for '{selection.class_name}' "
+    f"($\\alpha_k^c > 0$), {alphas.numel() - positive} against it. Green bars add their map to the "
+    "picture above, red bars subtract theirs. The ReLU then keeps only what is left in favour."
+)
+right.plotly_chart(
+    figures.heatmap(maps[layer], f"{layer}: the map cell by cell", selection.cmap, height=320, label="L"),
+    key="grad_cam_zoom",
+)
+
+show_code(
+    f"result = gc.GradCAM(clf.module, layers={clf.stages})(x, target={selection.target})\n"
+    f'result.maps["{layer}"], result.weights["{layer}"]   # (1, h, w) maps and (1, K) alphas\n'
+    f'picture = gc.overlay(rgb, result.maps["{layer}"][0], cmap="{selection.cmap}", alpha={selection.alpha})',
+    gc.GradCAM,
+    LayerExplainer.__call__,
+    weighted_sum,
+)

@@ -1,0 +1,133 @@
+"""Figures for the pages: overlays, grids, bar charts, and their PNG downloads.
+
+Maps arrive at layer resolution from the package; ``overlay`` brings them to the picture here.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")  # figures are drawn off-screen, in the server's threads
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import plotly.graph_objects as go  # noqa: E402
+import streamlit as st  # noqa: E402
+import torch  # noqa: E402
+from PIL import Image, ImageDraw  # noqa: E402
+
+import gradcam_core as gc  # noqa: E402
+
+COMPACT = dict(margin=dict(l=0, r=0, t=30, b=0))
+
+
+def png(rgb: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(rgb).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def download(make_rgb: Callable[[], np.ndarray], filename: str, label: str = "Download PNG") -> None:
+    """A PNG download, drawn only when the button is pressed (the page does not rerun)."""
+    st.download_button(label, lambda: png(make_rgb()), file_name=filename, mime="image/png",
+                       key=f"download:{filename}", on_click="ignore", icon=":material/download:")
+
+
+def top_classes(categories: Sequence[str], probabilities: torch.Tensor, top: Sequence[int]) -> go.Figure:
+    """The model's top classes as horizontal bars, best on top."""
+    values = [float(probabilities[c]) for c in top][::-1]
+    names = [categories[c] for c in top][::-1]
+    figure = go.Figure(go.Bar(
+        x=values, y=names, orientation="h", text=[f"{v:.1%}" for v in values], textposition="auto",
+        hovertemplate="%{y}: %{x:.2%}<extra></extra>", marker_color="#4c78a8",
+    ))
+    figure.update_layout(height=190, xaxis=dict(range=[0, 1], tickformat=".0%", visible=False),
+                         title="Top-5 predictions", **COMPACT)
+    return figure
+
+
+def picture(rgb: np.ndarray, title: str = "", height: int = 420) -> go.Figure:
+    """A zoomable RGB picture."""
+    figure = go.Figure(go.Image(z=rgb, hovertemplate="x=%{x}, y=%{y}<extra></extra>"))
+    figure.update_layout(title=title, height=height, **COMPACT)
+    figure.update_xaxes(visible=False)
+    figure.update_yaxes(visible=False)
+    return figure
+
+
+def heatmap(m: torch.Tensor | np.ndarray, title: str, cmap: str, height: int = 420, label: str = "value") -> go.Figure:
+    """One map cell by cell, with its values on hover (zoom to read single activations)."""
+    values = np.asarray(torch.as_tensor(m).detach().cpu())
+    figure = go.Figure(go.Heatmap(
+        z=values, colorscale=_plotly_scale(cmap), hovertemplate=f"row %{{y}}, col %{{x}}: {label} %{{z:.4g}}<extra></extra>",
+    ))
+    figure.update_layout(title=title, height=height, **COMPACT)
+    figure.update_yaxes(autorange="reversed", scaleanchor="x", visible=False)
+    figure.update_xaxes(visible=False)
+    return figure
+
+
+def bars(values: Sequence[float], labels: Sequence[str], title: str, height: int = 300,
+         axis: str = "weight") -> go.Figure:
+    colours = ["#d62728" if v < 0 else "#2ca02c" for v in values]
+    figure = go.Figure(go.Bar(x=list(labels), y=list(values), marker_color=colours,
+                              hovertemplate="%{x}: %{y:.4g}<extra></extra>"))
+    figure.update_layout(title=title, height=height, yaxis_title=axis, xaxis_type="category", **COMPACT)
+    return figure
+
+
+def line_chart(series: dict[str, Sequence[float]], title: str, x_title: str, height: int = 300) -> go.Figure:
+    figure = go.Figure([go.Scatter(y=list(v), x=list(range(1, len(v) + 1)), name=name, mode="lines+markers")
+                        for name, v in series.items()])
+    figure.update_layout(title=title, height=height, xaxis_title=x_title, yaxis=dict(range=[0, 1.02], tickformat=".0%"),
+                         **COMPACT)
+    return figure
+
+
+def grid_png(pictures: Sequence[tuple[str, np.ndarray]], columns: int) -> np.ndarray:
+    """Titled pictures in a grid, as one RGB array (for a single download)."""
+    rows = -(-len(pictures) // columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(3 * columns, 3.2 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, (title, rgb) in zip(axes.flat, pictures):
+        ax.imshow(rgb)
+        ax.set_title(title, fontsize=9)
+    figure.tight_layout()
+    figure.canvas.draw()
+    rgb = np.asarray(figure.canvas.buffer_rgba())[..., :3].copy()
+    plt.close(figure)
+    return rgb
+
+
+def show_grid(pictures: Sequence[tuple[str, np.ndarray]], columns: int, filename: str) -> None:
+    """Pictures side by side, with one download of the whole grid."""
+    for start in range(0, len(pictures), columns):
+        for column, (title, rgb) in zip(st.columns(columns), pictures[start:start + columns]):
+            column.image(rgb, caption=title, width="stretch")
+    download(lambda: grid_png(pictures, columns), filename, "Download these pictures (PNG)")
+
+
+def colorize(m: torch.Tensor, cmap: str, size: tuple[int, int] | None = None) -> np.ndarray:
+    """A map alone, normalized and coloured, optionally upsampled to ``size = (H, W)``."""
+    m = torch.as_tensor(m).detach().float()
+    if size is not None:
+        m = gc.upsample(m, size)
+    colours = matplotlib.colormaps[cmap](gc.normalize(m).numpy())[..., :3]
+    return (colours * 255).round().astype(np.uint8)
+
+
+def with_boxes(rgb: np.ndarray, boxes: Sequence[tuple[tuple[float, float, float, float], str]], scale: float) -> np.ndarray:
+    """Draw ``(box, colour)`` outlines, boxes as (x0, y0, x1, y1) in model pixels scaled by ``scale``."""
+    image = Image.fromarray(rgb)
+    draw = ImageDraw.Draw(image)
+    for (x0, y0, x1, y1), colour in boxes:
+        draw.rectangle([x0 * scale, y0 * scale, x1 * scale - 1, y1 * scale - 1], outline=colour, width=3)
+    return np.asarray(image)
+
+
+def _plotly_scale(cmap: str) -> list[list]:
+    colours = matplotlib.colormaps[cmap](np.linspace(0, 1, 11))
+    return [[i / 10, matplotlib.colors.to_hex(c)] for i, c in enumerate(colours)]

@@ -1,0 +1,97 @@
+"""The cached model and cached explanations every page shares.
+
+The model is loaded once per process (``st.cache_resource``) and shared by every user; the package
+serializes passes through it with the model's own lock. Explanations are cached by model, image,
+layers, class and method (``st.cache_data``), so moving a slider or changing a colormap never
+recomputes gradients. The image itself rides along in an underscored argument: its digest is
+the key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import streamlit as st
+import torch
+
+import gradcam_core as gc
+from gradcam_core import shapes
+
+# A few dozen results per function keep a class's layer grid and its neighbours warm for a handful
+# of users without letting a long class browse fill the memory.
+_CACHED_RESULTS = 64
+
+#: Label shown for each model name.
+MODEL_LABELS = {
+    "efficientnet_lite0": "EfficientNet-Lite0 (ImageNet, offline)",
+    "resnet34": "ResNet34 (ImageNet)",
+    "shapes_gap": "Shapes: conv -> GAP -> linear",
+    "shapes_fc": "Shapes: conv -> flatten -> MLP",
+    "shapes_gap_trained": "Shapes: the GAP network you trained",
+}
+IMAGENET_MODELS = ("efficientnet_lite0", "resnet34")
+
+
+def digest(data: bytes) -> str:
+    """A short content key for an image."""
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
+def resnet34_ready() -> bool:
+    return gc.models.weights_path("resnet34").is_file()
+
+
+@st.cache_resource(show_spinner="Loading the model…")
+def classifier(name: str) -> gc.Classifier:
+    """One shared classifier per model name (the user-trained one lives in the session)."""
+    return gc.load_model(name)
+
+
+def current_classifier(name: str) -> gc.Classifier:
+    if name == "shapes_gap_trained":
+        return st.session_state["trained_classifier"]
+    return classifier(name)
+
+
+def model_key(name: str) -> str:
+    """Cache key of a model: a trained network is a new model after each training run."""
+    if name == "shapes_gap_trained":
+        return f"{name}-{st.session_state.get('trained_run', 0)}"
+    return name
+
+
+@st.cache_data(max_entries=_CACHED_RESULTS, show_spinner=False)
+def probabilities(model: str, image_id: str, _clf: gc.Classifier, _x: torch.Tensor) -> torch.Tensor:
+    return _clf.predict(_x)[0]
+
+
+@st.cache_data(max_entries=_CACHED_RESULTS, show_spinner="Computing Grad-CAM…")
+def grad_cam(
+    model: str, image_id: str, layers: tuple[str, ...], target: int, counterfactual: bool,
+    _clf: gc.Classifier, _x: torch.Tensor,
+) -> gc.Result:
+    return gc.GradCAM(_clf.module, list(layers), counterfactual=counterfactual)(_x, target)
+
+
+@st.cache_data(max_entries=_CACHED_RESULTS, show_spinner="Computing CAM…")
+def cam(model: str, image_id: str, layer: str, target: int, _clf: gc.Classifier, _x: torch.Tensor) -> gc.Result:
+    return gc.CAM(_clf.module, layer=layer, fc=_clf.fc)(_x, target)
+
+
+@st.cache_data(max_entries=_CACHED_RESULTS, show_spinner="Computing Guided Grad-CAM…")
+def guided_grad_cam(
+    model: str, image_id: str, layers: tuple[str, ...], target: int, counterfactual: bool,
+    _clf: gc.Classifier, _x: torch.Tensor,
+) -> gc.Result:
+    return gc.GuidedGradCAM(_clf.module, list(layers), counterfactual=counterfactual)(_x, target)
+
+
+@st.cache_data(max_entries=_CACHED_RESULTS, show_spinner="Reading the feature maps…")
+def feature_maps(model: str, image_id: str, layer: str, _clf: gc.Classifier, _x: torch.Tensor) -> torch.Tensor:
+    return gc.FeatureMaps(_clf.module, [layer])(_x)[layer][0]
+
+
+@st.cache_data(max_entries=_CACHED_RESULTS, show_spinner=False)
+def shapes_sample(seed: int) -> shapes.ShapesBatch:
+    """One shapes picture with its ground truth, the same for a seed on every page."""
+    return shapes.render(1, seed)

@@ -1,0 +1,31 @@
+"""The shapes lab's ground truth on the pages: boxes, IoU and the pointing game for one map."""
+
+from __future__ import annotations
+
+import streamlit as st
+import torch
+
+import gradcam_core as gc
+from gradcam_core import metrics
+
+from . import figures, resources, widgets
+
+TRUTH_COLOUR, MAP_COLOUR = "#00c853", "#ffd600"
+
+
+def localization_ui(selection: widgets.Selection, m: torch.Tensor, method: str = "CAM") -> None:
+    """The map's box (yellow) against the true box (green), their IoU and the pointing game."""
+    batch = resources.shapes_sample(st.session_state["shapes_seed"])
+    mask, truth = batch.masks[0], tuple(batch.boxes[0].tolist())
+    found = metrics.box_from_map(m, tuple(mask.shape))
+    iou = metrics.box_iou(found, truth)
+    hit = metrics.pointing_game(m, mask)
+    scale = selection.picture.image.width / mask.shape[1]
+    boxed = figures.with_boxes(gc.overlay(selection.rgb, m, selection.cmap, selection.alpha),
+                               [(truth, TRUTH_COLOUR), (found, MAP_COLOUR)], scale)
+    st.image(boxed, caption=f"green: the true box; yellow: the box around {method}'s largest region above 15% "
+                            "of its peak", width="stretch")
+    left, right = st.columns(2)
+    left.metric("Box IoU", f"{iou:.2f}", "a hit (> 0.5)" if iou > 0.5 else "a miss (<= 0.5)",
+                delta_color="normal" if iou > 0.5 else "inverse")
+    right.metric("Pointing game", "hit" if hit else "miss", help="Is the map's maximum inside the object?")

@@ -1,0 +1,213 @@
+"""The sidebar every page shares: model, image, class, colours. Each ``*_ui`` returns its value.
+
+The choices live in widget keys that the sidebar renders on every run, so they follow the user
+from page to page; each user's choices are their own session's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import streamlit as st
+import torch
+from PIL import Image
+
+import gradcam_core as gc
+from gradcam_core import shapes
+
+from . import figures, resources
+
+ASSETS = Path(__file__).resolve().parents[1] / "assets" / "images"
+
+#: Sample label -> (file, what the model should see in it).
+SAMPLES = {
+    "Bulldog and tabby cat": ("cat_dog.png", "'bull mastiff' and 'tiger cat': one picture, two animals"),
+    "Chelsea the cat": ("chelsea.png", "an 'Egyptian cat' / 'tabby'"),
+    "Espresso": ("coffee.png", "an 'espresso' in a 'cup'"),
+    "Grace Hopper": ("grace_hopper.jpg", "a 'military uniform'"),
+    "Falcon 9 launch": ("rocket.jpg", "a 'missile', or a 'drilling platform'?"),
+    "Photographer (grey-level)": ("camera.png", "a 'tripod'"),
+    "Astronaut Eileen Collins": ("astronaut.png", "a hard one: no ImageNet class for astronauts"),
+}
+DEFAULT_SAMPLE = "Bulldog and tabby cat"
+BULL_MASTIFF, TIGER_CAT = 243, 282
+UPLOAD_TYPES = ["png", "jpg", "jpeg", "gif", "bmp", "tif", "tiff", "webp"]
+COLORMAPS = ["jet", "turbo", "inferno", "viridis", "magma", "coolwarm"]
+DISPLAY_SIDE = 640
+SHAPES_DISPLAY_SIDE = 256
+
+
+@dataclass(frozen=True)
+class Picture:
+    """An image as the pages use it: what is shown, what the model reads, and its cache key.
+
+    Both are the whole picture, so a map upsampled to ``image``'s size lines up with it.
+    """
+
+    image: Image.Image
+    image_id: str
+    name: str
+    model_input: Image.Image
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Everything a page needs from the sidebar."""
+
+    model: str
+    clf: gc.Classifier
+    picture: Picture
+    x: torch.Tensor
+    probabilities: torch.Tensor
+    target: int
+    cmap: str
+    alpha: float
+
+    @property
+    def model_key(self) -> str:
+        return resources.model_key(self.model)
+
+    @property
+    def rgb(self) -> np.ndarray:
+        return np.asarray(self.picture.image)
+
+    @property
+    def class_name(self) -> str:
+        return self.clf.categories[self.target]
+
+    def label(self, target: int) -> str:
+        return f"{target} · {self.clf.categories[target]} ({float(self.probabilities[target]):.1%})"
+
+
+def sidebar() -> Selection:
+    """Draw the shared sidebar and remember the choice for the page that runs next."""
+    with st.sidebar:
+        model = model_ui()
+        clf = resources.current_classifier(model)
+        picture = shapes_picture_ui() if model.startswith("shapes") else picture_ui()
+        x = clf.preprocess(picture.model_input)
+        probabilities = resources.probabilities(resources.model_key(model), picture.image_id, clf, x)
+        target = class_ui(clf, probabilities, key=f"class:{resources.model_key(model)}:{picture.image_id}")
+        cmap, alpha = display_ui()
+    selection = Selection(model, clf, picture, x, probabilities, target, cmap, alpha)
+    st.session_state["selection"] = selection
+    return selection
+
+
+def current() -> Selection:
+    """The sidebar's choice, for a page (``app.py`` draws the sidebar before every page)."""
+    return st.session_state["selection"]
+
+
+def model_ui() -> str:
+    names = ["efficientnet_lite0"]
+    if resources.resnet34_ready():
+        names.append("resnet34")
+    names += ["shapes_gap", "shapes_fc"]
+    if "trained_classifier" in st.session_state:
+        names.append("shapes_gap_trained")
+    model = st.selectbox(
+        "Model", names, format_func=resources.MODEL_LABELS.get, key="model",
+        help="ResNet34 appears once its ImageNet weights are downloaded (Home page).",
+    )
+    return model
+
+
+def picture_ui() -> Picture:
+    source = st.radio("Image", ["Samples", "Upload", "Camera"], horizontal=True, key="image_source")
+    if source == "Upload":
+        upload = st.file_uploader("Upload an image", type=UPLOAD_TYPES, key="upload")
+        if upload is not None:
+            return _decoded_or_default(upload.getvalue(), upload.name)
+        st.caption("No file yet: showing a sample.")
+    elif source == "Camera":
+        shot = st.camera_input("Take a picture", key="camera")
+        if shot is not None:
+            return _decoded_or_default(shot.getvalue(), "camera picture")
+        st.caption("No picture yet: showing a sample.")
+    else:
+        name = st.selectbox(
+            "Sample", list(SAMPLES), key="sample", help="Freely licensed photos; see assets/images/ATTRIBUTION.md."
+        )
+        st.caption(f"Look for {SAMPLES[name][1]}.")
+        return _sample(name)
+    return _sample(DEFAULT_SAMPLE)
+
+
+def _sample(name: str) -> Picture:
+    data = (ASSETS / SAMPLES[name][0]).read_bytes()
+    return _photo(data, name)
+
+
+def _photo(data: bytes, name: str) -> Picture:
+    image_id = resources.digest(data)
+    image = _display_image(image_id, data)
+    return Picture(image, image_id, name, model_input=image)
+
+
+def _decoded_or_default(data: bytes, name: str) -> Picture:
+    try:
+        return _photo(data, name)
+    except ValueError as error:
+        st.error(f"{name}: {error} Showing a sample instead.")
+        return _sample(DEFAULT_SAMPLE)
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def _display_image(image_id: str, _data: bytes) -> Image.Image:
+    """Decode once per image; the whole picture, at most DISPLAY_SIDE pixels a side.
+
+    The model is given this same picture, resized as a whole, so maps upsampled to its size line
+    up with it.
+    """
+    image = gc.load_image(_data)
+    image.thumbnail((DISPLAY_SIDE, DISPLAY_SIDE), Image.LANCZOS)
+    return image
+
+
+def shapes_picture_ui() -> Picture:
+    seed = st.session_state.setdefault("shapes_seed", 0)
+    if st.button("New image", key="new_shapes_image", help="Draw another random shape on clutter."):
+        seed = st.session_state["shapes_seed"] = seed + 1
+    batch = resources.shapes_sample(seed)
+    small = Image.fromarray(batch.pictures[0])
+    st.caption(f"Shapes image #{seed}: a {shapes.CLASSES[int(batch.labels[0])]}.")
+    big = small.resize((SHAPES_DISPLAY_SIDE,) * 2, Image.NEAREST)
+    return Picture(big, f"shapes-{seed}", f"shapes #{seed}", model_input=small)
+
+
+def class_ui(clf: gc.Classifier, probabilities: torch.Tensor, key: str) -> int:
+    """The class to explain: the top-5 as a chart, then any class by typing its name."""
+    top = probabilities.topk(min(5, len(clf.categories))).indices.tolist()
+    st.plotly_chart(figures.top_classes(clf.categories, probabilities, top), key=f"top5:{key}")
+    order = top + [c for c in range(len(clf.categories)) if c not in top]
+    return st.selectbox(
+        "Class to explain", order, key=key,
+        format_func=lambda c: f"{clf.categories[c]} ({float(probabilities[c]):.1%})",
+        help="The model's top-5 come first; type to search all classes.",
+    )
+
+
+def display_ui() -> tuple[str, float]:
+    cmap = st.selectbox("Colormap", COLORMAPS, key="cmap")
+    alpha = st.slider("Map opacity", 0.0, 1.0, 0.5, 0.05, key="alpha")
+    return cmap, alpha
+
+
+def second_class_ui(selection: Selection, key: str) -> int:
+    """A class to set against the sidebar's: on the two-animal sample, the other animal."""
+    clf, first = selection.clf, selection.target
+    if selection.picture.name == DEFAULT_SAMPLE and selection.model in resources.IMAGENET_MODELS:
+        default = TIGER_CAT if first != TIGER_CAT else BULL_MASTIFF
+    else:
+        default = next(c for c in selection.probabilities.argsort(descending=True).tolist() if c != first)
+    order = [default] + [c for c in range(len(clf.categories)) if c != default]
+    return st.selectbox("Against the class", order, key=f"{key}:{selection.picture.image_id}:{first}",
+                        format_func=lambda c: f"{clf.categories[c]} ({float(selection.probabilities[c]):.1%})")
+
+
+def layer_ui(clf: gc.Classifier, label: str = "Layer", default: int = -1, key: str = "layer") -> str:
+    """One of the model's stages."""
+    return st.select_slider(label, clf.stages, value=clf.stages[default], key=key)
