@@ -1,4 +1,4 @@
-"""Entry point: page settings, the sidebar every page shares, and the route to the chosen page.
+"""Entry point: page settings and the route to the chosen page (each page draws the shared sidebar).
 
     streamlit run app.py
 """
@@ -6,8 +6,6 @@
 import logging
 
 import streamlit as st
-
-from ui import widgets
 
 st.set_page_config(page_title="Where does a CNN look?", page_icon=":mag:", layout="wide")
 
@@ -23,7 +21,6 @@ PAGES = [
 
 page = st.navigation(PAGES)
 try:
-    widgets.sidebar()
     page.run()
 except Exception as error:  # the last line of defence: a message on the page, the traceback in the log
     logging.getLogger("gradcam_app").exception("page %s failed", page.title)

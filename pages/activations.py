@@ -23,7 +23,7 @@ def controls_ui(clf: gc.Classifier, channels: int) -> tuple[int, int]:
     return shown, zoom
 
 
-selection = widgets.current()
+selection = widgets.sidebar()
 clf = selection.clf
 st.title("Activations: what each layer responds to")
 st.markdown(

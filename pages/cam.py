@@ -50,7 +50,8 @@ def decomposition_ui(selection: widgets.Selection, result: Result, layer: str) -
     contributions = weights * means
     top = torch.argsort(contributions, descending=True)[:TOP_CHANNELS].tolist()
     score = float(result.logits[0, selection.target])
-    bias = float(selection.clf.module.get_submodule(selection.clf.fc).bias[selection.target])
+    fc = selection.clf.module.get_submodule(selection.clf.fc)
+    bias = 0.0 if fc.bias is None else float(fc.bias.detach()[selection.target])
     st.markdown(
         f"The score is the weighted sum of the channel averages: $y^c = \\sum_k w_k^c \\bar A^k + b^c$ = "
         f"{float(contributions.sum()):.3f} + ({bias:.3f}) = **{score:.3f}**. The {TOP_CHANNELS} channels that add "
@@ -75,7 +76,7 @@ def decomposition_ui(selection: widgets.Selection, result: Result, layer: str) -
         figures.show_grid(terms, columns=3, filename=f"cam_terms_{selection.target}.png")
 
 
-selection = widgets.current()
+selection = widgets.sidebar()
 clf = selection.clf
 layer = clf.cam_layer
 st.title("CAM: the map a GAP network gives for free")

@@ -18,7 +18,7 @@ def agreement(cam: torch.Tensor, grad_cam: torch.Tensor) -> tuple[torch.Tensor, 
     return difference, float(difference.abs().max()), r
 
 
-selection = widgets.current()
+selection = widgets.sidebar()
 clf = selection.clf
 st.title("CAM vs Grad-CAM")
 st.markdown(

@@ -18,7 +18,7 @@ def weights_ui(stages: list[str]) -> str:
     return st.segmented_control("Show the weights of", stages, default=stages[-1], key="grad_cam_weights_layer") or stages[-1]
 
 
-selection = widgets.current()
+selection = widgets.sidebar()
 clf = selection.clf
 st.title("Grad-CAM, layer by layer")
 st.markdown(

@@ -46,7 +46,7 @@ def _at(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.asarray(Image.fromarray(rgb).resize(size[::-1], Image.BILINEAR))
 
 
-selection = widgets.current()
+selection = widgets.sidebar()
 clf = selection.clf
 st.title("Guided Grad-CAM: sharp and class-discriminative")
 st.markdown(

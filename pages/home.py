@@ -34,7 +34,7 @@ def download_ui() -> None:
             st.rerun()
 
 
-selection = widgets.current()
+selection = widgets.sidebar()
 st.title("Where does a CNN look when it decides?")
 st.markdown(
     """

@@ -1,7 +1,9 @@
 """The sidebar every page shares: model, image, class, colours. Each ``*_ui`` returns its value.
 
-The choices live in widget keys that the sidebar renders on every run, so they follow the user
-from page to page; each user's choices are their own session's.
+Each page draws the sidebar first (``selection = widgets.sidebar()``). Streamlit forgets a page's
+widget state when the user leaves the page, so every sidebar choice is also kept under a plain
+session key (see :func:`remembered`) and follows the user from page to page. Session state is per
+user: each user's choices are their own.
 """
 
 from __future__ import annotations
@@ -81,8 +83,26 @@ class Selection:
         return f"{target} · {self.clf.categories[target]} ({float(self.probabilities[target]):.1%})"
 
 
+def remembered(key: str, default: object = None) -> dict:
+    """Widget arguments that keep its value under ``key`` across pages.
+
+    The widget itself uses ``widget:<key>``; a change is copied to ``key`` before the rerun, and
+    ``key`` is copied back to the widget on every page.
+    """
+    widget_key = f"widget:{key}"
+    if default is not None:
+        st.session_state.setdefault(key, default)
+    if key in st.session_state:
+        st.session_state[widget_key] = st.session_state[key]
+    return {"key": widget_key, "on_change": _store, "args": (key,)}
+
+
+def _store(key: str) -> None:
+    st.session_state[key] = st.session_state[f"widget:{key}"]
+
+
 def sidebar() -> Selection:
-    """Draw the shared sidebar and remember the choice for the page that runs next."""
+    """Draw the shared sidebar; every page starts with it."""
     with st.sidebar:
         model = model_ui()
         clf = resources.current_classifier(model)
@@ -91,14 +111,7 @@ def sidebar() -> Selection:
         probabilities = resources.probabilities(resources.model_key(model), picture.image_id, clf, x)
         target = class_ui(clf, probabilities, key=f"class:{resources.model_key(model)}:{picture.image_id}")
         cmap, alpha = display_ui()
-    selection = Selection(model, clf, picture, x, probabilities, target, cmap, alpha)
-    st.session_state["selection"] = selection
-    return selection
-
-
-def current() -> Selection:
-    """The sidebar's choice, for a page (``app.py`` draws the sidebar before every page)."""
-    return st.session_state["selection"]
+    return Selection(model, clf, picture, x, probabilities, target, cmap, alpha)
 
 
 def model_ui() -> str:
@@ -108,32 +121,41 @@ def model_ui() -> str:
     names += ["shapes_gap", "shapes_fc"]
     if "trained_classifier" in st.session_state:
         names.append("shapes_gap_trained")
-    model = st.selectbox(
-        "Model", names, format_func=resources.MODEL_LABELS.get, key="model",
+    if st.session_state.get("model") not in names:
+        st.session_state["model"] = names[0]
+    return st.selectbox(
+        "Model", names, format_func=resources.MODEL_LABELS.get, **remembered("model"),
         help="ResNet34 appears once its ImageNet weights are downloaded (Home page).",
     )
-    return model
 
 
 def picture_ui() -> Picture:
-    source = st.radio("Image", ["Samples", "Upload", "Camera"], horizontal=True, key="image_source")
-    if source == "Upload":
-        upload = st.file_uploader("Upload an image", type=UPLOAD_TYPES, key="upload")
-        if upload is not None:
-            return _decoded_or_default(upload.getvalue(), upload.name)
-        st.caption("No file yet: showing a sample.")
-    elif source == "Camera":
-        shot = st.camera_input("Take a picture", key="camera")
-        if shot is not None:
-            return _decoded_or_default(shot.getvalue(), "camera picture")
-        st.caption("No picture yet: showing a sample.")
-    else:
-        name = st.selectbox(
-            "Sample", list(SAMPLES), key="sample", help="Freely licensed photos; see assets/images/ATTRIBUTION.md."
-        )
+    source = st.radio("Image", ["Samples", "Upload", "Camera"], horizontal=True, **remembered("image_source", "Samples"))
+    if source == "Samples":
+        name = st.selectbox("Sample", list(SAMPLES), **remembered("sample", DEFAULT_SAMPLE),
+                            help="Freely licensed photos; see assets/images/ATTRIBUTION.md.")
         st.caption(f"Look for {SAMPLES[name][1]}.")
         return _sample(name)
+    if source == "Upload":
+        st.file_uploader("Upload an image", type=UPLOAD_TYPES, key="widget:upload", on_change=_store_file,
+                         args=("upload",))
+    else:
+        st.camera_input("Take a picture", key="widget:camera", on_change=_store_file, args=("camera",))
+    if source.lower() in st.session_state:
+        name, data = st.session_state[source.lower()]
+        st.caption(f"Explaining {name}.")
+        return _decoded_or_default(data, name)
+    st.caption("Nothing yet: showing a sample.")
     return _sample(DEFAULT_SAMPLE)
+
+
+def _store_file(key: str) -> None:
+    """Keep an uploaded file or a camera shot for the other pages (their uploader starts empty)."""
+    file = st.session_state[f"widget:{key}"]
+    if file is None:
+        st.session_state.pop(key, None)
+    else:
+        st.session_state[key] = (file.name if key == "upload" else "camera picture", file.getvalue())
 
 
 def _sample(name: str) -> Picture:
@@ -184,15 +206,15 @@ def class_ui(clf: gc.Classifier, probabilities: torch.Tensor, key: str) -> int:
     st.plotly_chart(figures.top_classes(clf.categories, probabilities, top), key=f"top5:{key}")
     order = top + [c for c in range(len(clf.categories)) if c not in top]
     return st.selectbox(
-        "Class to explain", order, key=key,
+        "Class to explain", order, **remembered(key),
         format_func=lambda c: f"{clf.categories[c]} ({float(probabilities[c]):.1%})",
         help="The model's top-5 come first; type to search all classes.",
     )
 
 
 def display_ui() -> tuple[str, float]:
-    cmap = st.selectbox("Colormap", COLORMAPS, key="cmap")
-    alpha = st.slider("Map opacity", 0.0, 1.0, 0.5, 0.05, key="alpha")
+    cmap = st.selectbox("Colormap", COLORMAPS, **remembered("cmap", COLORMAPS[0]))
+    alpha = st.slider("Map opacity", 0.0, 1.0, step=0.05, **remembered("alpha", 0.5))
     return cmap, alpha
 
 

@@ -1,0 +1,197 @@
+"""The dashboard's pages under Streamlit's AppTest: they render, react, and survive bad uploads."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+pytest.importorskip("streamlit")
+from streamlit.testing.v1 import AppTest  # noqa: E402
+
+APP = str(Path(__file__).resolve().parents[1] / "app.py")
+PAGES = ["home", "activations", "cam", "grad_cam", "guided", "compare", "shapes_lab"]
+TIGER_CAT, EGYPTIAN_CAT = 282, 285
+
+
+def open_page(page: str) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=180)
+    at.run()
+    if page != "home":
+        at.switch_page(f"pages/{page}.py").run()
+    return at
+
+
+def problems(at: AppTest) -> list[str]:
+    return [e.value for e in at.exception]
+
+
+def class_box(at: AppTest):
+    return next(box for box in at.sidebar.selectbox if box.label == "Class to explain")
+
+
+def page_text(at: AppTest) -> str:
+    parts = [e.value for e in (*at.markdown, *at.info, *at.success, *at.warning, *at.error, *at.subheader)]
+    return "\n".join(str(p) for p in parts)
+
+
+def image_ids(at: AppTest) -> list[str]:
+    return [str(image.proto) for image in at.get("image")]
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_renders_without_an_exception(page):
+    at = open_page(page)
+    assert not problems(at)
+    assert not at.error, [e.value for e in at.error]
+    if page != "home":
+        assert at.get("image") or at.get("plotly_chart"), f"{page} shows no figure"
+
+
+def test_changing_the_class_redraws_the_layer_grid():
+    at = open_page("grad_cam")
+    before_text, before_images = page_text(at), image_ids(at)
+    class_box(at).set_value(TIGER_CAT).run()
+    assert not problems(at)
+    assert "'tiger cat'" in page_text(at) and "'tiger cat'" not in before_text
+    assert image_ids(at) != before_images
+
+
+def test_changing_the_layer_changes_the_feature_maps():
+    at = open_page("activations")
+    assert "of layer1" in page_text(at)
+    at.select_slider(key="activations_layer").set_value("layer3").run()
+    assert not problems(at)
+    assert "of layer3" in page_text(at) and "of layer1" not in page_text(at)
+
+
+def test_changing_the_image_changes_the_prediction_and_the_maps():
+    at = open_page("grad_cam")
+    before = image_ids(at)
+    at.selectbox(key="widget:sample").set_value("Chelsea the cat").run()
+    assert not problems(at)
+    assert class_box(at).value == EGYPTIAN_CAT
+    assert image_ids(at) != before
+
+
+def test_every_page_follows_the_sidebar_choice():
+    at = open_page("grad_cam")
+    at.selectbox(key="widget:sample").set_value("Espresso").run()
+    at.switch_page("pages/compare.py").run()
+    assert at.selectbox(key="widget:sample").value == "Espresso"
+    assert "espresso" in class_box(at).format_func(class_box(at).value)
+
+
+def _png_claiming(width: int, height: int) -> bytes:
+    """A PNG whose header claims ``width x height`` pixels over a few bytes of data."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+
+
+def _encoded(image: Image.Image, fmt: str, **options) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **options)
+    return buffer.getvalue()
+
+
+def _photo() -> Image.Image:
+    return Image.open(Path(APP).parent / "assets" / "images" / "chelsea.png").convert("RGB")
+
+
+def _exif_rotated() -> bytes:
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation: rotate 90 degrees clockwise to display
+    return _encoded(_photo(), "JPEG", exif=exif.tobytes())
+
+
+def _transparent() -> bytes:
+    rgba = _photo().convert("RGBA")
+    rgba.putalpha(128)
+    return _encoded(rgba, "PNG")
+
+
+REFUSED = {
+    "not_an_image.png": (b"this is a text file, not a picture\n" * 20, "not an image"),
+    "truncated.jpg": (_encoded(_photo(), "JPEG")[:3000], "truncated"),
+    "empty.png": (b"", "empty"),
+    "bomb.png": (_png_claiming(100_000, 100_000), "too large"),
+    "tiny.png": (_encoded(Image.new("RGB", (20, 20), "red"), "PNG"), "at least 32 pixels"),
+}
+ACCEPTED = {
+    "sixteen_bit.png": lambda: _encoded(Image.fromarray((np.arange(64 * 64).reshape(64, 64) * 16).astype(np.uint16)), "PNG"),
+    "cmyk.jpg": lambda: _encoded(_photo().convert("CMYK"), "JPEG"),
+    "palette.gif": lambda: _encoded(_photo().convert("P"), "GIF"),
+    "transparent.png": _transparent,
+    "rotated.jpg": _exif_rotated,
+}
+
+
+def _upload(name: str, data: bytes) -> AppTest:
+    at = open_page("grad_cam")
+    at.radio(key="widget:image_source").set_value("Upload").run()
+    at.file_uploader(key="widget:upload").set_value((name, data, "application/octet-stream")).run()
+    return at
+
+
+@pytest.mark.parametrize("name", REFUSED)
+def test_a_bad_upload_gets_a_plain_message_and_the_page_keeps_working(name):
+    data, message = REFUSED[name]
+    at = _upload(name, data)
+    assert not problems(at)
+    errors = " ".join(e.value for e in at.error)
+    assert message in errors and name in errors
+    assert "Traceback" not in errors
+    assert at.get("image"), "the page should fall back to a sample and still draw its maps"
+
+
+@pytest.mark.parametrize("name", ACCEPTED)
+def test_unusual_but_valid_uploads_are_explained(name):
+    at = _upload(name, ACCEPTED[name]())
+    assert not problems(at)
+    assert not at.error, [e.value for e in at.error]
+    assert at.get("image")
+
+
+def test_two_sessions_keep_their_own_image_and_class():
+    first, second = open_page("grad_cam"), open_page("grad_cam")
+    first.selectbox(key="widget:sample").set_value("Chelsea the cat").run()
+    second.selectbox(key="widget:sample").set_value("Espresso").run()
+    class_box(second).set_value(TIGER_CAT).run()
+    first.run()
+    assert first.selectbox(key="widget:sample").value == "Chelsea the cat"
+    assert class_box(first).value == EGYPTIAN_CAT
+    assert class_box(second).value == TIGER_CAT
+
+
+def test_cam_page_on_the_shapes_networks():
+    at = open_page("cam")
+    at.selectbox(key="widget:model").set_value("shapes_gap").run()
+    assert not problems(at) and not at.error
+    assert {m.label for m in at.metric} >= {"Box IoU", "Pointing game"}
+    before = image_ids(at)
+    at.button(key="new_shapes_image").click().run()
+    assert image_ids(at) != before
+
+    at.selectbox(key="widget:model").set_value("shapes_fc").run()
+    assert not problems(at)
+    refusal = " ".join(e.value for e in at.error)
+    assert "CAM refuses" in refusal and "GradCAM" in refusal
+    assert at.get("image"), "Grad-CAM's map should stand beside the refusal"
+
+
+def test_a_short_training_run_finishes_and_becomes_a_model_choice():
+    at = open_page("shapes_lab")
+    at.slider(key="lab_epochs").set_value(1)
+    at.select_slider(key="lab_images").set_value(500)
+    at.button(key="lab_train").click().run()
+    assert not problems(at)
+    assert any("After 1 epochs" in s.value for s in at.success)
+    assert "shapes_gap_trained" in at.selectbox(key="widget:model").options
