@@ -1,4 +1,5 @@
-"""Entry point: page settings and the route to the chosen page (each page draws the shared sidebar).
+"""Entry point: the route to the chosen page. Each page sets itself up and draws the shared sidebar
+(``ui.widgets.sidebar``), the page links included.
 
     streamlit run app.py
 """
@@ -7,19 +8,12 @@ import logging
 
 import streamlit as st
 
-st.set_page_config(page_title="Where does a CNN look?", page_icon=":mag:", layout="wide")
+from ui.widgets import PAGES
 
-PAGES = [
-    st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
-    st.Page("pages/activations.py", title="1 · Activations", icon=":material/grid_view:"),
-    st.Page("pages/cam.py", title="2 · CAM on a GAP network", icon=":material/functions:"),
-    st.Page("pages/grad_cam.py", title="3 · Grad-CAM, layer by layer", icon=":material/layers:"),
-    st.Page("pages/guided.py", title="4 · Guided Grad-CAM", icon=":material/blur_on:"),
-    st.Page("pages/compare.py", title="5 · CAM vs Grad-CAM", icon=":material/compare:"),
-    st.Page("pages/shapes_lab.py", title="6 · Shapes lab: train it yourself", icon=":material/school:"),
-]
-
-page = st.navigation(PAGES)
+page = st.navigation(
+    [st.Page(path, title=title, icon=icon, default=index == 0) for index, (path, title, icon) in enumerate(PAGES)],
+    position="hidden",
+)
 try:
     page.run()
 except Exception as error:  # the last line of defence: a message on the page, the traceback in the log

@@ -52,7 +52,7 @@ left, right = st.columns(2)
 left.plotly_chart(
     figures.heatmap(activations[zoom], f"{layer}, channel {zoom}: mean {means[zoom]:.3f}", selection.cmap,
                     label="activation"),
-    key="activation_zoom",
+    key="activation_zoom", width="content",
 )
 on_picture = gc.overlay(selection.rgb, activations[zoom], cmap=selection.cmap, alpha=selection.alpha)
 right.plotly_chart(figures.picture(on_picture, "Where it fires on the picture"), key="activation_overlay")

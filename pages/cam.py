@@ -14,10 +14,10 @@ TOP_CHANNELS = 8
 def head_diagram(layer: str, fc: str, channels: int, height: int, width: int, classes: int) -> str:
     return f"""digraph {{
         rankdir=LR; node [shape=box, style="rounded,filled", fillcolor="#f4f6f8", fontname="Helvetica"];
-        A [label="{layer}\\n{channels} maps A^k of {height}x{width}"];
-        G [label="global average pooling\\n{channels} numbers, one a map"];
-        F [label="{fc}: one linear layer\\nweights w_k^c ({classes}x{channels})"];
-        Y [label="{classes} class scores y^c"];
+        A [label="{layer}\\n{channels} feature maps, {height}x{width} each"];
+        G [label="global average pooling\\n{channels} numbers, one per map"];
+        F [label="{fc}: one linear layer\\n{classes}x{channels} weights"];
+        Y [label="{classes} class scores"];
         A -> G -> F -> Y;
     }}"""
 
@@ -55,24 +55,27 @@ def decomposition_ui(selection: widgets.Selection, result: Result, layer: str) -
     st.markdown(
         f"The score is the weighted sum of the channel averages: $y^c = \\sum_k w_k^c \\bar A^k + b^c$ = "
         f"{float(contributions.sum()):.3f} + ({bias:.3f}) = **{score:.3f}**. The {TOP_CHANNELS} channels that add "
-        f"the most are below; each term $w_k^c A^k$ is one picture, and all {weights.numel()} of them added up "
-        "give the CAM."
+        f"the most are below; each term $w_k^c A^k$ is one picture (all {TOP_CHANNELS} on one colour scale), and "
+        f"all {weights.numel()} of them added up give the CAM."
     )
     left, right = st.columns([2, 3])
     left.plotly_chart(
-        figures.bars([float(weights[k]) for k in top], [f"#{k}" for k in top], "w_k^c of the top channels", axis="w"),
+        figures.bars([float(weights[k]) for k in top], [f"#{k}" for k in top],
+                     "The weight of each top channel for the class", axis="weight"),
         key="cam_weights",
     )
     left.plotly_chart(
         figures.bars([float(contributions[k]) for k in top], [f"#{k}" for k in top],
-                     "their share of the score, w_k^c times the map's mean", axis="w·mean(A)"),
+                     "Its share of the score: weight × the map's mean", axis="weight × mean"),
         key="cam_contributions",
     )
     with right:
-        terms = [(f"#{k}: w={float(weights[k]):.3f}", figures.colorize(weights[k] * activations[k], selection.cmap))
-                 for k in top]
-        full_sum = torch.einsum("k,khw->hw", weights, activations)
-        terms.append(("sum of all terms = CAM", figures.colorize(full_sum.clamp(min=0), selection.cmap)))
+        full_sum = torch.einsum("k,khw->hw", weights, activations).clamp(min=0)
+        products = [weights[k] * activations[k] for k in top]
+        shared = (0.0, float(max(p.max() for p in products)))
+        terms = [(f"#{k}: weight {float(weights[k]):.3f}", figures.colorize(p, selection.cmap, shared))
+                 for k, p in zip(top, products)]
+        terms.append(("all terms added: the CAM (own scale)", figures.colorize(full_sum, selection.cmap)))
         figures.show_grid(terms, columns=3, filename=f"cam_terms_{selection.target}.png")
 
 
@@ -107,7 +110,7 @@ else:
             shapes_view.localization_ui(selection, cam_map)
         else:
             st.plotly_chart(figures.heatmap(cam_map, f"The map itself: {tuple(cam_map.shape)} cells", selection.cmap,
-                                            label="L"), key="cam_heatmap")
+                                            label="L"), key="cam_heatmap", width="content")
     st.subheader("Taking the map apart")
     decomposition_ui(selection, result, layer)
 

@@ -56,8 +56,8 @@ else:
                      caption=f"CAM at {layer}", width="stretch")
     columns[2].plotly_chart(
         figures.heatmap(difference, "normalized CAM minus normalized Grad-CAM", "coolwarm", height=300,
-                        label="difference"),
-        key="compare_difference",
+                        label="difference", value_range=(-1.0, 1.0)),
+        key="compare_difference", width="content",
     )
     st.metric("Correlation of the two maps", f"{r:.6f}")
     st.metric("Largest difference after normalization", f"{largest:.2e}")

@@ -9,11 +9,6 @@ from ui import figures, resources, widgets
 from ui.source import show_code
 
 
-def spread(m: torch.Tensor) -> float:
-    """The share of the picture where the map is above half its maximum: large means diffuse."""
-    return float((gc.normalize(m) > 0.5).float().mean())
-
-
 def weights_ui(stages: list[str]) -> str:
     return st.segmented_control("Show the weights of", stages, default=stages[-1], key="grad_cam_weights_layer") or stages[-1]
 
@@ -42,14 +37,13 @@ pictures = [
 st.subheader(f"'{selection.class_name}' at {', '.join(clf.stages)}: one forward and one backward pass")
 figures.show_grid(pictures, columns=len(pictures), filename=f"grad_cam_layers_{selection.target}.png")
 
-spreads = {layer: spread(m) for layer, m in maps.items()}
 first, last = clf.stages[0], clf.stages[-1]
 st.info(
-    f"At **{first}** the map is above half its peak on {spreads[first]:.0%} of the picture; at **{last}**, on "
-    f"{spreads[last]:.0%}. Early layers are diffuse: their small receptive fields answer to edges and textures "
-    "on the background as much as on the object, and their gradients pass through every later layer. "
-    f"By **{last}** each cell sees most of the picture and the map gathers on the parts that make a "
-    f"'{selection.class_name}'. The coarse {tuple(maps[last].shape)} grid is why the late map is blurry."
+    f"Read the row from left to right. At **{first}** the map is a speckle over the whole picture: each cell "
+    "there sees a small patch, and its gradient answers to edges and textures on the background as much as on "
+    f"the object. Layer after layer the cells see more of the picture, and by **{last}** the map gathers on "
+    f"the parts that make a '{selection.class_name}'. The price is resolution: {last} has only "
+    f"{maps[last].shape[0]}x{maps[last].shape[1]} cells, which is why its map is blurry (page 4 sharpens it)."
 )
 
 st.subheader("The weights $\\alpha_k^c$")
@@ -70,7 +64,7 @@ right.markdown(
 )
 right.plotly_chart(
     figures.heatmap(maps[layer], f"{layer}: the map cell by cell", selection.cmap, height=320, label="L"),
-    key="grad_cam_zoom",
+    key="grad_cam_zoom", width="content",
 )
 
 show_code(

@@ -65,7 +65,7 @@ def test_changing_the_class_redraws_the_layer_grid():
 def test_changing_the_layer_changes_the_feature_maps():
     at = open_page("activations")
     assert "of layer1" in page_text(at)
-    at.select_slider(key="activations_layer").set_value("layer3").run()
+    at.button_group(key="activations_layer").set_value("layer3").run()
     assert not problems(at)
     assert "of layer3" in page_text(at) and "of layer1" not in page_text(at)
 

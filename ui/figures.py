@@ -21,6 +21,7 @@ from PIL import Image, ImageDraw  # noqa: E402
 import gradcam_core as gc  # noqa: E402
 
 COMPACT = dict(margin=dict(l=0, r=0, t=30, b=0))
+TILE_SIDE = 224
 
 
 def png(rgb: np.ndarray) -> bytes:
@@ -57,13 +58,21 @@ def picture(rgb: np.ndarray, title: str = "", height: int = 420) -> go.Figure:
     return figure
 
 
-def heatmap(m: torch.Tensor | np.ndarray, title: str, cmap: str, height: int = 420, label: str = "value") -> go.Figure:
-    """One map cell by cell, with its values on hover (zoom to read single activations)."""
+def heatmap(m: torch.Tensor | np.ndarray, title: str, cmap: str, height: int = 420, label: str = "value",
+            value_range: tuple[float, float] | None = None) -> go.Figure:
+    """One map cell by cell, with its values on hover (zoom to read single activations).
+
+    ``value_range`` fixes the colour scale (a difference map centred on zero, say); by default it
+    spans the map's values. Show it with ``width="content"``: the figure is as wide as it is high.
+    """
     values = np.asarray(torch.as_tensor(m).detach().cpu())
+    low, high = value_range or (None, None)
     figure = go.Figure(go.Heatmap(
-        z=values, colorscale=_plotly_scale(cmap), hovertemplate=f"row %{{y}}, col %{{x}}: {label} %{{z:.4g}}<extra></extra>",
+        z=values, colorscale=_plotly_scale(cmap), zmin=low, zmax=high,
+        colorbar=dict(tickformat=".3~g", thickness=14),
+        hovertemplate=f"row %{{y}}, col %{{x}}: {label} %{{z:.4g}}<extra></extra>",
     ))
-    figure.update_layout(title=title, height=height, **COMPACT)
+    figure.update_layout(title=title, height=height, width=height + 40, **COMPACT)
     figure.update_yaxes(autorange="reversed", scaleanchor="x", visible=False)
     figure.update_xaxes(visible=False)
     return figure
@@ -110,13 +119,20 @@ def show_grid(pictures: Sequence[tuple[str, np.ndarray]], columns: int, filename
     download(lambda: grid_png(pictures, columns), filename, "Download these pictures (PNG)")
 
 
-def colorize(m: torch.Tensor, cmap: str, size: tuple[int, int] | None = None) -> np.ndarray:
-    """A map alone, normalized and coloured, optionally upsampled to ``size = (H, W)``."""
-    m = torch.as_tensor(m).detach().float()
-    if size is not None:
-        m = gc.upsample(m, size)
-    colours = matplotlib.colormaps[cmap](gc.normalize(m).numpy())[..., :3]
-    return (colours * 255).round().astype(np.uint8)
+def colorize(m: torch.Tensor, cmap: str, value_range: tuple[float, float] | None = None) -> np.ndarray:
+    """A map alone, coloured cell by cell and enlarged with crisp cells (a browser would blur them).
+
+    ``value_range`` puts several maps on one colour scale; by default each spans its own values.
+    """
+    m = torch.as_tensor(m).detach().float().cpu()
+    if value_range is None:
+        scaled = gc.normalize(m)
+    else:
+        low, high = value_range
+        scaled = ((m - low) / max(high - low, 1e-12)).clamp(0, 1)
+    colours = (matplotlib.colormaps[cmap](scaled.numpy())[..., :3] * 255).round().astype(np.uint8)
+    factor = max(1, -(-TILE_SIDE // max(colours.shape[:2])))
+    return colours.repeat(factor, axis=0).repeat(factor, axis=1)
 
 
 def with_boxes(rgb: np.ndarray, boxes: Sequence[tuple[tuple[float, float, float, float], str]], scale: float) -> np.ndarray:

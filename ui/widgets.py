@@ -83,6 +83,30 @@ class Selection:
         return f"{target} · {self.clf.categories[target]} ({float(self.probabilities[target]):.1%})"
 
 
+#: (file, title, icon) of each page, in the order of the lessons.
+PAGES = [
+    ("pages/home.py", "Home", ":material/home:"),
+    ("pages/activations.py", "1 · Activations", ":material/grid_view:"),
+    ("pages/cam.py", "2 · CAM on a GAP network", ":material/functions:"),
+    ("pages/grad_cam.py", "3 · Grad-CAM, layer by layer", ":material/layers:"),
+    ("pages/guided.py", "4 · Guided Grad-CAM", ":material/blur_on:"),
+    ("pages/compare.py", "5 · CAM vs Grad-CAM", ":material/compare:"),
+    ("pages/shapes_lab.py", "6 · Shapes lab: train it yourself", ":material/school:"),
+]
+
+
+def navigation_ui() -> None:
+    """The page links, drawn by the sidebar rather than by ``st.navigation``.
+
+    A link opened before anyone has loaded ``app.py`` on a fresh server runs its page alone, in
+    Streamlit's older ``pages/`` mode; drawing the links and the page settings here gives that
+    first visit the same titles and layout as every other.
+    """
+    for path, title, icon in PAGES:
+        st.page_link(path, label=title, icon=icon)
+    st.divider()
+
+
 def remembered(key: str, default: object = None) -> dict:
     """Widget arguments that keep its value under ``key`` across pages.
 
@@ -102,8 +126,10 @@ def _store(key: str) -> None:
 
 
 def sidebar() -> Selection:
-    """Draw the shared sidebar; every page starts with it."""
+    """Set up the page and draw the shared sidebar; every page starts with it."""
+    st.set_page_config(page_title="Where does a CNN look?", page_icon=":mag:", layout="wide")
     with st.sidebar:
+        navigation_ui()
         model = model_ui()
         clf = resources.current_classifier(model)
         picture = shapes_picture_ui() if model.startswith("shapes") else picture_ui()
@@ -231,5 +257,5 @@ def second_class_ui(selection: Selection, key: str) -> int:
 
 
 def layer_ui(clf: gc.Classifier, label: str = "Layer", default: int = -1, key: str = "layer") -> str:
-    """One of the model's stages."""
-    return st.select_slider(label, clf.stages, value=clf.stages[default], key=key)
+    """One of the model's stages, all of them in sight."""
+    return st.segmented_control(label, clf.stages, default=clf.stages[default], key=key) or clf.stages[default]
