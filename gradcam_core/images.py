@@ -42,6 +42,9 @@ def load_image(source: ImageSource) -> Image.Image:
     if isinstance(source, np.ndarray):
         return _checked_size(_from_array(source))
     if isinstance(source, Image.Image):
+        # A PIL image may still be lazy (``Image.open`` reads only the header): check its size
+        # before anything decodes its pixels.
+        _checked_size(source)
         return _checked_size(_to_rgb(_upright(source)))
     data = _read_bytes(source)
     with _open(data) as image:
@@ -111,6 +114,9 @@ def _upright(image: Image.Image) -> Image.Image:
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:
+    if image.mode in ("P", "L", "RGB") and "transparency" in image.info:
+        # A transparent palette entry, grey level or colour (PNG tRNS, GIF): composite it too.
+        image = image.convert("RGBA")
     if image.mode == "RGB":
         return image.copy()
     if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N"):
@@ -121,8 +127,6 @@ def _to_rgb(image: Image.Image) -> Image.Image:
         pixels = np.asarray(image, dtype=np.float64)
         span = np.ptp(pixels) or 1.0
         return Image.fromarray(((pixels - pixels.min()) / span * 255).round().astype(np.uint8)).convert("RGB")
-    if image.mode == "P" and "transparency" in image.info:
-        image = image.convert("RGBA")
     if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
         rgba = image.convert("RGBA")
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))

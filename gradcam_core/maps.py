@@ -53,8 +53,15 @@ def normalize(m: torch.Tensor) -> torch.Tensor:
 
 
 def to_image(m: torch.Tensor) -> np.ndarray:
-    """One sample, ``(3, H, W)`` or ``(H, W)``, normalized to an ``(H, W, 3)`` or ``(H, W)`` uint8 array."""
-    m = normalize(torch.as_tensor(m).detach().cpu())
+    """One sample, ``(3, H, W)`` or ``(H, W)``, normalized to an ``(H, W, 3)`` or ``(H, W)`` uint8 array.
+
+    The sample is scaled as a whole (its three channels together), as :func:`normalize` scales
+    each sample of a batch, so the balance of the colours is kept.
+    """
+    m = torch.as_tensor(m).detach().cpu()
+    if not (m.dim() == 2 or (m.dim() == 3 and m.shape[0] == 3)):
+        raise ValueError(f"Expected one (3, H, W) or (H, W) sample, got shape {tuple(m.shape)}.")
+    m = normalize(m.unsqueeze(0))[0]  # one sample of a batch, not a batch of three channels
     if m.dim() == 3:
         m = m.permute(1, 2, 0)
     return (m * 255).round().to(torch.uint8).numpy()

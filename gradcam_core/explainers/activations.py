@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from ..hooks import capture_outputs, check_layers, model_lock
-from .base import as_batch
+from .base import as_batch, check_outputs
 
 __all__ = ["FeatureMaps"]
 
@@ -33,4 +33,5 @@ class FeatureMaps:
         with model_lock(self.model), torch.no_grad():
             with capture_outputs(self.model, self.layers) as outputs:
                 self.model(as_batch(x))
+        check_outputs(outputs, self.layers, maps=False)
         return {name: outputs[name] for name in self.layers}

@@ -16,7 +16,15 @@ from torch import nn
 
 from ..hooks import capture_outputs, check_layers, model_lock
 
-__all__ = ["LayerExplainer", "Result", "Target", "as_batch", "class_scores", "resolve_targets"]
+__all__ = [
+    "LayerExplainer",
+    "Result",
+    "Target",
+    "as_batch",
+    "check_outputs",
+    "class_scores",
+    "resolve_targets",
+]
 
 #: ``None`` (each sample's top-1 class), one class for every sample, or one class per sample.
 Target = Union[None, int, Sequence[int], torch.Tensor]
@@ -82,6 +90,28 @@ def resolve_targets(target: Target, logits: torch.Tensor) -> torch.Tensor:
     return targets
 
 
+def check_outputs(
+    outputs: dict[str, torch.Tensor], layers: Sequence[str], maps: bool = True
+) -> dict[str, torch.Tensor]:
+    """``outputs`` if every layer ran in the forward pass (and, with ``maps``, gave ``(N, K, h, w)``).
+
+    A module that the model holds but never calls records nothing; a layer after the pooling
+    has no spatial map to weigh. Either is a ``ValueError`` that says so, not a ``KeyError`` or an
+    ``IndexError`` from deep inside the method.
+    """
+    for name in layers:
+        if name not in outputs:
+            raise ValueError(
+                f"Layer {name!r} did not run in the forward pass, so it has no output to explain."
+            )
+        if maps and outputs[name].dim() != 4:
+            raise ValueError(
+                f"Class activation maps need a convolutional layer with output (N, K, h, w); "
+                f"{name!r} gives {tuple(outputs[name].shape)}."
+            )
+    return outputs
+
+
 def class_scores(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """The sum over the batch of each sample's target logit ``y^c``.
 
@@ -109,8 +139,11 @@ class LayerExplainer:
         with model_lock(self.model), torch.set_grad_enabled(self.needs_grad):
             with capture_outputs(self.model, self.layers) as activations:
                 # The input asks for gradients so that the layers' outputs do too, even when the
-                # caller froze every parameter.
-                logits = self.model(x.detach().requires_grad_(self.needs_grad))
+                # caller froze every parameter. The model gets a copy, not the leaf itself: a model
+                # that changes its input in place (an in-place ReLU first) works as it does in a
+                # plain forward pass.
+                logits = self.model(x.detach().requires_grad_(self.needs_grad).clone())
+            check_outputs(activations, self.layers)
             targets = resolve_targets(target, logits)
             weights = self._weights(activations, logits, targets)
             return self._result(activations, weights, logits, targets, x)

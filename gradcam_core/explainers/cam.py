@@ -66,6 +66,13 @@ class CAM(LayerExplainer):
                 "instead of averaging each channel. Use GradCAM, which works with any head."
             )
         expected = self.fc(a.mean(dim=(2, 3)))
+        if expected.shape != logits.shape:
+            raise ValueError(
+                f"CAM needs the logits to be {self.fc_name}(GAP({self.layer})), but "
+                f"{self.fc_name!r} gives {expected.shape[1]} outputs and the model "
+                f"{logits.shape[1]}: there are other layers between {self.fc_name!r} and the "
+                "output. Use GradCAM, which works with any head."
+            )
         gap = (expected - logits).abs().max().item()
         if gap > _HEAD_TOLERANCE * max(1.0, logits.abs().max().item()):
             raise ValueError(

@@ -8,7 +8,7 @@ from torch import nn
 
 from ..hooks import capture_activation_outputs, capture_outputs, guided_gradients, model_lock
 from ..maps import upsample
-from .base import Result, Target, as_batch, class_scores, resolve_targets
+from .base import Result, Target, as_batch, check_outputs, class_scores, resolve_targets
 from .grad_cam import GradCAM
 
 __all__ = ["GuidedBackprop", "GuidedGradCAM"]
@@ -41,7 +41,7 @@ class GuidedBackprop:
         x = as_batch(x).detach().requires_grad_(True)
         with model_lock(self.model), torch.enable_grad():
             with capture_activation_outputs(self.model) as relu_outputs:
-                logits = self.model(x)
+                logits = self.model(x.clone())  # a copy: the model may change its input in place
             targets = resolve_targets(target, logits)
             return guided_gradients(class_scores(logits, targets), x, relu_outputs)
 
@@ -67,7 +67,8 @@ class GuidedGradCAM(GradCAM):
             with capture_outputs(self.model, self.layers) as activations, capture_activation_outputs(
                 self.model
             ) as relu_outputs:
-                logits = self.model(x)
+                logits = self.model(x.clone())  # a copy: the model may change its input in place
+            check_outputs(activations, self.layers)
             targets = resolve_targets(target, logits)
             score = class_scores(logits, targets)
             gradients = torch.autograd.grad(

@@ -1,0 +1,322 @@
+"""Shared fixtures: tiny hand-built models, and the two ImageNet models loaded once per session.
+
+The tiny models are small enough that every value in a test can be worked out by hand; the
+session-scoped ``resnet34`` (random weights, seeded) and ``efficientnet`` (the ImageNet weights
+installed by pip) are the real architectures, loaded once because loading costs seconds.
+No fixture touches the network.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # lets a bare `pytest` run from a checkout that is not installed
+    sys.path.insert(0, str(ROOT))
+
+import gradcam_core as gc  # noqa: E402
+
+ASSETS = ROOT / "assets" / "images"
+CAT_DOG = ASSETS / "cat_dog.png"
+
+
+# --------------------------------------------------------------------------------------------
+# Tiny models
+# --------------------------------------------------------------------------------------------
+
+
+class TinyCNN(nn.Module):
+    """conv -> ReLU(inplace) -> conv -> BN -> ReLU -> GAP -> linear: a GAP head, like ResNet's.
+
+    ``fail_after`` names a layer after which ``forward`` raises ``RuntimeError`` on purpose, once
+    that layer's hooks have fired.
+    """
+
+    def __init__(self, num_classes: int = 5, fail_after: str | None = None):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 4, 3, padding=1)
+        self.relu1 = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(4, 6, 3, padding=1)
+        self.bn = nn.BatchNorm2d(6)
+        self.relu2 = nn.ReLU()
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(6, num_classes)
+        self.fail_after = fail_after
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.relu1(self.conv1(x))
+        if self.fail_after == "relu1":
+            raise RuntimeError("forward failed on purpose")
+        x = self.relu2(self.bn(self.conv2(x)))
+        if self.fail_after == "relu2":
+            raise RuntimeError("forward failed on purpose")
+        return self.fc(torch.flatten(self.pool(x), 1))
+
+
+def make_tiny(seed: int = 0, **kwargs) -> TinyCNN:
+    torch.manual_seed(seed)
+    model = TinyCNN(**kwargs)
+    with torch.no_grad():  # BN statistics that are not the identity, so BN matters
+        model.bn.running_mean.uniform_(-0.2, 0.2)
+        model.bn.running_var.uniform_(0.5, 2.0)
+        model.bn.weight.uniform_(0.5, 1.5)
+        model.bn.bias.uniform_(-0.2, 0.2)
+    return model.eval()
+
+
+class OneConvGAP(nn.Module):
+    """conv(1 -> 2, 2x2, set weights) -> GAP -> linear(2 -> 2, set weights): Grad-CAM by hand.
+
+    On ``HAND_INPUT`` the conv gives ``A0 = [[2, 5], [0, 2]]`` and ``A1 = [[2, -1], [-1, 3]]``.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 2, 2, bias=False)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(2, 2)
+        with torch.no_grad():
+            self.conv.weight.copy_(torch.tensor([[[[1.0, 0.0], [0.0, 1.0]]], [[[0.0, 1.0], [-1.0, 0.0]]]]))
+            self.fc.weight.copy_(torch.tensor([[1.0, -2.0], [0.5, 1.0]]))
+            self.fc.bias.copy_(torch.tensor([0.1, -0.3]))
+        self.eval()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.flatten(self.pool(self.conv(x)), 1))
+
+
+class OneConvFlatten(nn.Module):
+    """The same conv -> flatten -> linear(8 -> 2, set weights): no GAP, so not a CAM head."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = OneConvGAP().conv
+        self.fc = nn.Linear(8, 2, bias=False)
+        with torch.no_grad():
+            self.fc.weight.copy_(
+                torch.tensor([[1.0, 2.0, 3.0, 4.0, -1.0, 0.0, 1.0, 0.0], [0.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0]])
+            )
+        self.eval()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.flatten(self.conv(x), 1))
+
+
+#: x = [[1, 2, 0], [0, 1, 3], [2, 0, 1]], one channel, batch 1.
+HAND_INPUT = torch.tensor([[[[1.0, 2.0, 0.0], [0.0, 1.0, 3.0], [2.0, 0.0, 1.0]]]])
+
+
+class TwoLinearHead(nn.Module):
+    """conv -> GAP -> linear -> linear: CAM does not apply."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(1)
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.hidden = nn.Linear(4, 4)
+        self.fc = nn.Linear(4, 3)
+        self.eval()
+
+    def forward(self, x):
+        return self.fc(self.hidden(torch.flatten(self.pool(self.conv(x)), 1)))
+
+
+class SequentialHead(nn.Module):
+    """conv -> GAP -> ``fc`` that is an ``nn.Sequential``, not an ``nn.Linear``."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(2)
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Sequential(nn.Linear(4, 3))
+        self.eval()
+
+    def forward(self, x):
+        return self.fc(torch.flatten(self.pool(self.conv(x)), 1))
+
+
+class FlattenHead(nn.Module):
+    """conv -> flatten -> linear on 4x4 maps: CAM does not apply."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(3)
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.fc = nn.Linear(4 * 4 * 4, 3)
+        self.eval()
+
+    def forward(self, x):
+        return self.fc(torch.flatten(self.conv(x), 1))
+
+
+class GuidedMLP(nn.Module):
+    """flatten -> linear -> ReLU -> linear -> ReLU -> linear(-> 1), weights set by hand.
+
+    On x = [1, 2]: pre-activations [5, 1] then [4, 7], score -3; the plain input gradient is
+    [-3, 0], the guided one [1, 2] (see test_guided.py for the derivation).
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.flatten = nn.Flatten()
+        self.l1 = nn.Linear(2, 2, bias=False)
+        self.r1 = nn.ReLU()
+        self.l2 = nn.Linear(2, 2, bias=False)
+        self.r2 = nn.ReLU()
+        self.l3 = nn.Linear(2, 1, bias=False)
+        with torch.no_grad():
+            self.l1.weight.copy_(torch.tensor([[1.0, 2.0], [-1.0, 1.0]]))
+            self.l2.weight.copy_(torch.tensor([[1.0, -1.0], [2.0, -3.0]]))
+            self.l3.weight.copy_(torch.tensor([[1.0, -1.0]]))
+        self.eval()
+
+    def forward(self, x):
+        return self.l3(self.r2(self.l2(self.r1(self.l1(self.flatten(x))))))
+
+
+# --------------------------------------------------------------------------------------------
+# Helpers shared by several test files
+# --------------------------------------------------------------------------------------------
+
+
+def hook_counts(model: nn.Module) -> dict[str, int]:
+    """Every module-level hook dictionary of every module, with what is left in it."""
+    kinds = (
+        "_forward_hooks",
+        "_forward_pre_hooks",
+        "_backward_hooks",
+        "_backward_pre_hooks",
+        "_forward_hooks_with_kwargs",
+        "_forward_pre_hooks_with_kwargs",
+        "_state_dict_hooks",
+    )
+    left = {}
+    for name, module in model.named_modules():
+        for kind in kinds:
+            hooks = getattr(module, kind, None)
+            if hooks:
+                left[f"{name or '<root>'}.{kind}"] = len(hooks)
+    return left
+
+
+def assert_no_hooks(model: nn.Module) -> None:
+    left = hook_counts(model)
+    assert left == {}, f"hooks left on the model: {left}"
+    from torch.nn.modules import module as module_mod
+
+    assert not module_mod._global_forward_hooks
+    assert not module_mod._global_forward_pre_hooks
+    assert not module_mod._global_backward_hooks
+
+
+def snapshot(model: nn.Module) -> dict:
+    """Everything an explainer promises to leave alone."""
+    return {
+        "training": {name: m.training for name, m in model.named_modules()},
+        "requires_grad": {name: p.requires_grad for name, p in model.named_parameters()},
+        "values": {name: p.detach().clone() for name, p in model.named_parameters()},
+        "grads": {
+            name: None if p.grad is None else p.grad.detach().clone() for name, p in model.named_parameters()
+        },
+        "modules": [(name, id(m)) for name, m in model.named_modules()],
+    }
+
+
+def assert_same_state(before: dict, model: nn.Module) -> None:
+    after = snapshot(model)
+    assert after["modules"] == before["modules"], "a module was added, removed or swapped"
+    assert after["training"] == before["training"]
+    assert after["requires_grad"] == before["requires_grad"]
+    for name, value in before["values"].items():
+        assert torch.equal(after["values"][name], value), f"parameter {name} changed"
+    for name, grad in before["grads"].items():
+        if grad is None:
+            assert after["grads"][name] is None, f"{name}.grad was None and is now set"
+        else:
+            assert after["grads"][name] is not None and torch.equal(after["grads"][name], grad), (
+                f"{name}.grad changed"
+            )
+
+
+def explain_maps(explainer, x, target=None) -> dict[str, torch.Tensor]:
+    """Whatever an explainer returns, as a dict of tensors (for comparisons across calls)."""
+    out = explainer(x, target) if not isinstance(explainer, gc.FeatureMaps) else explainer(x)
+    if isinstance(out, torch.Tensor):
+        return {"input": out}
+    if isinstance(out, dict):
+        return dict(out)
+    maps = {f"map:{k}": v for k, v in out.maps.items()}
+    if out.guided is not None:
+        maps["guided"] = out.guided
+    maps["logits"] = out.logits
+    return maps
+
+
+#: Every explainer, built on a model, with the layer(s) it looks at.
+EXPLAINER_NAMES = ["GradCAM", "GradCAM-counterfactual", "CAM", "GuidedBackprop", "GuidedGradCAM", "FeatureMaps"]
+
+
+def build_explainer(kind: str, model: nn.Module, layers=("conv2",), cam_layer="relu2", fc="fc"):
+    layers = list(layers)
+    if kind == "GradCAM":
+        return gc.GradCAM(model, layers)
+    if kind == "GradCAM-counterfactual":
+        return gc.GradCAM(model, layers, counterfactual=True)
+    if kind == "CAM":
+        return gc.CAM(model, cam_layer, fc)
+    if kind == "GuidedBackprop":
+        return gc.GuidedBackprop(model)
+    if kind == "GuidedGradCAM":
+        return gc.GuidedGradCAM(model, layers)
+    if kind == "FeatureMaps":
+        return gc.FeatureMaps(model, layers)
+    raise AssertionError(kind)
+
+
+# --------------------------------------------------------------------------------------------
+# Fixtures
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def tiny() -> TinyCNN:
+    return make_tiny()
+
+
+@pytest.fixture
+def tiny_input() -> torch.Tensor:
+    g = torch.Generator().manual_seed(10)
+    return torch.randn(3, 3, 8, 8, generator=g)
+
+
+@pytest.fixture(scope="session")
+def resnet34() -> gc.Classifier:
+    """ResNet34 with random (seeded) weights; never touches the network or disk."""
+    torch.manual_seed(34)
+    clf = gc.load_model("resnet34", pretrained=False)
+    return clf
+
+
+@pytest.fixture(scope="session")
+def efficientnet() -> gc.Classifier:
+    """EfficientNet-Lite0 with the ImageNet weights installed by pip (offline)."""
+    return gc.load_model("efficientnet_lite0")
+
+
+@pytest.fixture(scope="session")
+def small_batch() -> torch.Tensor:
+    """Three 64x64 inputs for ResNet34 where resolution does not matter (layer4 is 2x2)."""
+    g = torch.Generator().manual_seed(64)
+    return torch.randn(3, 3, 64, 64, generator=g)
+
+
+@pytest.fixture(scope="session")
+def cat_dog_x(efficientnet) -> torch.Tensor:
+    return efficientnet.preprocess(CAT_DOG)
