@@ -21,6 +21,7 @@ __all__ = [
     "capture_outputs",
     "capture_activation_outputs",
     "check_layers",
+    "exclusive_eval",
     "guided_gradients",
     "model_lock",
 ]
@@ -50,6 +51,24 @@ def model_lock(model: nn.Module) -> threading.RLock:
         return lock
 
 
+@contextmanager
+def exclusive_eval(model: nn.Module) -> Iterator[nn.Module]:
+    """Hold ``model``'s lock and run the block with every module in eval mode.
+
+    An explanation describes the model as it predicts: BatchNorm uses (and does not update) its
+    running statistics, dropout is off, and the images of a batch do not affect each other. Each
+    module's own ``training`` flag is restored on the way out, on success or error.
+    """
+    with model_lock(model):
+        flags = [(module, module.training) for module in model.modules()]
+        model.eval()
+        try:
+            yield model
+        finally:
+            for module, training in flags:
+                module.training = training
+
+
 def check_layers(model: nn.Module, layers: Iterable[str]) -> list[str]:
     """Return ``layers`` as a list, or raise a ``ValueError`` naming the valid layer names."""
     names = [layers] if isinstance(layers, str) else list(layers)
@@ -69,7 +88,7 @@ def check_layers(model: nn.Module, layers: Iterable[str]) -> list[str]:
 def capture_outputs(model: nn.Module, layers: Sequence[str]) -> Iterator[dict[str, torch.Tensor]]:
     """Record the output of each named layer during the forward passes inside the block.
 
-    The recorded tensor is the layer's own output, still part of the autograd graph, so
+    A module called more than once in a pass records its last call. The recorded tensor is the layer's own output, still part of the autograd graph, so
     ``torch.autograd.grad(score, captured[name])`` gives the gradient at that layer. The hook hands
     the rest of the network a clone: an in-place op that follows the layer (torchvision's ResNet
     applies ``ReLU(inplace=True)`` after ``bn1``) then changes the clone, not the recorded tensor.

@@ -87,6 +87,8 @@ def overlay(image: np.ndarray, m: torch.Tensor, cmap: str = "jet", alpha: float 
         raise ValueError(f"Expected an (H, W, 3) uint8 RGB image, got {rgb.shape} {rgb.dtype}.")
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must be in [0, 1], got {alpha}.")
+    if cmap not in matplotlib.colormaps:
+        raise ValueError(f"Unknown colormap {cmap!r}; try jet, turbo, inferno or viridis.")
     m = torch.as_tensor(m).detach().cpu()
     if m.dim() != 2:
         raise ValueError(f"Expected one (h, w) map, got shape {tuple(m.shape)}.")

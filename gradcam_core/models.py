@@ -7,9 +7,10 @@ a page need to know about it. Every weight file is read with ``torch.load(weight
 from __future__ import annotations
 
 import hashlib
+import http.client
+import os
 import re
-import tempfile
-import urllib.error
+import threading
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ import torchvision
 from PIL import Image
 from torch import nn
 
-from .hooks import model_lock
+from .hooks import exclusive_eval
 from .images import ImageSource, load_image
 
 __all__ = [
@@ -86,7 +87,7 @@ class Classifier:
     def predict(self, x: torch.Tensor) -> torch.Tensor:
         """``(N, classes)`` softmax probabilities, under the model's lock (hooks of concurrent
         explanations must not see this pass)."""
-        with model_lock(self.module), torch.no_grad():
+        with exclusive_eval(self.module), torch.no_grad():
             return self.module(x).softmax(dim=1)
 
 
@@ -104,7 +105,8 @@ def load_model(name: str, pretrained: bool = True, progress: ProgressCallback | 
             installed by pip, works offline), ``"shapes_gap"`` or ``"shapes_fc"`` (the shapes lab,
             weights shipped in ``assets/models``).
         pretrained: ``False`` gives random weights and never touches the network or disk.
-        progress: called as ``progress(bytes_done, bytes_total)`` while weights download.
+        progress: called as ``progress(bytes_done, bytes_total)`` while weights download
+            (``bytes_total`` is 0 when the server does not say).
 
     Raises:
         ValueError: an unknown name.
@@ -161,13 +163,12 @@ def download_weights(
     if target.is_file():
         return target
     url = url or _weights(name).url
-    target.parent.mkdir(parents=True, exist_ok=True)
     expected_hash = re.search(r"-([a-f0-9]+)\.", target.name).group(1)
+    partial = target.with_name(f"{target.name}.{os.getpid()}.{threading.get_ident()}.partial")
     digest = hashlib.sha256()
-    handle, partial_name = tempfile.mkstemp(dir=target.parent, suffix=".partial")
-    partial = Path(partial_name)
     try:
-        with urllib.request.urlopen(url, timeout=30) as response, open(handle, "wb") as out:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with urllib.request.urlopen(url, timeout=30) as response, open(partial, "wb") as out:
             total = int(response.headers.get("Content-Length") or 0)
             done = 0
             while chunk := response.read(1 << 16):
@@ -181,7 +182,7 @@ def download_weights(
                 f"The download from {url} is damaged (its SHA-256 does not start with {expected_hash})."
             )
         partial.replace(target)
-    except (urllib.error.URLError, OSError) as error:
+    except (OSError, ValueError, http.client.HTTPException) as error:  # URLError is an OSError
         raise WeightsUnavailableError(
             f"ResNet34's ImageNet weights are not cached and could not be downloaded ({error}). "
             f"With a network they download by themselves; offline, copy {target.name} to "

@@ -23,7 +23,7 @@ def download_ui() -> None:
             percent = int(100 * done / total) if total else 0
             if percent != shown["percent"]:
                 shown["percent"] = percent
-                bar.progress(percent / 100, text=f"{done / 1e6:.0f} of {total / 1e6:.0f} MB")
+                bar.progress(percent / 100, text=f"{done / 1e6:.0f} of {total / 1e6:.0f} MB" if total else f"{done / 1e6:.0f} MB")
 
         try:
             gc.download_weights("resnet34", progress=progress)

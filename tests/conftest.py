@@ -222,6 +222,7 @@ def snapshot(model: nn.Module) -> dict:
         "training": {name: m.training for name, m in model.named_modules()},
         "requires_grad": {name: p.requires_grad for name, p in model.named_parameters()},
         "values": {name: p.detach().clone() for name, p in model.named_parameters()},
+        "buffers": {name: b.clone() for name, b in model.named_buffers()},
         "grads": {
             name: None if p.grad is None else p.grad.detach().clone() for name, p in model.named_parameters()
         },
@@ -236,6 +237,8 @@ def assert_same_state(before: dict, model: nn.Module) -> None:
     assert after["requires_grad"] == before["requires_grad"]
     for name, value in before["values"].items():
         assert torch.equal(after["values"][name], value), f"parameter {name} changed"
+    for name, buffer in before["buffers"].items():
+        assert torch.equal(dict(model.named_buffers())[name], buffer), f"buffer {name} changed"
     for name, grad in before["grads"].items():
         if grad is None:
             assert after["grads"][name] is None, f"{name}.grad was None and is now set"

@@ -147,15 +147,29 @@ def test_a_batch_gives_what_each_image_alone_gives(resnet34, small_batch, target
         assert torch.equal(batch.targets, batch.logits.argmax(dim=1))
 
 
-def test_targets_accept_tensors_numpy_and_a_single_element(tiny, tiny_input):
+def test_targets_accept_ints_numpy_scalars_and_one_class_per_image(tiny, tiny_input):
     explainer = gc.GradCAM(tiny, "conv2")
     expected = explainer(tiny_input, target=[2, 2, 2]).maps["conv2"]
-    for target in (2, np.int64(2), torch.tensor(2), torch.tensor([2]), [2], torch.tensor([2, 2, 2])):
+    for target in (2, np.int64(2), torch.tensor(2), (2, 2, 2), np.array([2, 2, 2]), torch.tensor([2, 2, 2])):
         r = explainer(tiny_input, target=target)
         assert r.targets.tolist() == [2, 2, 2]
         assert torch.equal(r.maps["conv2"], expected)
     # a (C, H, W) image is a batch of one
     assert explainer(tiny_input[0], target=2).maps["conv2"].shape == (1, 8, 8)
+
+
+@pytest.mark.parametrize("target", [[2], torch.tensor([2]), [1, 2], [[1, 2, 3]]])
+def test_a_sequence_needs_one_class_per_image(tiny, tiny_input, target):
+    with pytest.raises(ValueError, match="targets for a batch of 3 images"):
+        gc.GradCAM(tiny, "conv2")(tiny_input, target=target)
+    assert_no_hooks(tiny)
+
+
+@pytest.mark.parametrize("target", [2.7, [1.0, 2.0, 3.0], torch.tensor([True, False, True])])
+def test_a_target_that_is_not_an_integer_is_a_type_error(tiny, tiny_input, target):
+    with pytest.raises(TypeError, match="class ind"):
+        gc.GradCAM(tiny, "conv2")(tiny_input, target=target)
+    assert_no_hooks(tiny)
 
 
 @pytest.mark.parametrize("target", [5, 1000, -1, -5, [0, 5, 1], torch.tensor([0, 1, -1])])

@@ -249,6 +249,19 @@ def test_flags_parameters_and_grads_are_left_as_they_were(kind, tiny_input):
 
 
 @pytest.mark.parametrize("kind", EXPLAINER_NAMES)
+def test_a_model_in_training_mode_is_explained_as_it_predicts_and_left_training(kind, tiny_input):
+    model = make_tiny()  # BatchNorm's running statistics differ from any batch's own
+    expected = explain_maps(build_explainer(kind, model), tiny_input, 2)  # eval mode, as made
+    model.train()
+    before = snapshot(model)
+    got = explain_maps(build_explainer(kind, model), tiny_input, 2)
+    for name in expected:
+        assert torch.equal(got[name], expected[name]), name
+    assert all(m.training for m in model.modules())
+    assert_same_state(before, model)  # running statistics included
+
+
+@pytest.mark.parametrize("kind", EXPLAINER_NAMES)
 def test_resnet34_is_left_as_it_was(kind, resnet34, small_batch):
     before = snapshot(resnet34.module)
     explain_maps(build_explainer(kind, resnet34.module, layers=["layer4"], cam_layer="layer4"), small_batch[:2], 7)

@@ -300,11 +300,6 @@ def _open_fds() -> int:
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc")
-@pytest.mark.xfail(
-    strict=True,
-    reason="models.download_weights: mkstemp's descriptor is only closed by open(handle) inside the "
-    "`with`, which is never reached when urlopen raises, so every failed download leaks one fd",
-)
 def test_a_failed_download_leaks_no_file_descriptor(offline):
     before = _open_fds()
     for _ in range(5):

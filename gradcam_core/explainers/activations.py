@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from ..hooks import capture_outputs, check_layers, model_lock
+from ..hooks import capture_outputs, check_layers, exclusive_eval
 from .base import as_batch, check_outputs
 
 __all__ = ["FeatureMaps"]
@@ -30,7 +30,7 @@ class FeatureMaps:
         self.layers = check_layers(model, layers)
 
     def __call__(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        with model_lock(self.model), torch.no_grad():
+        with exclusive_eval(self.model), torch.no_grad():
             with capture_outputs(self.model, self.layers) as outputs:
                 self.model(as_batch(x))
         check_outputs(outputs, self.layers, maps=False)

@@ -14,7 +14,7 @@ from typing import Union
 import torch
 from torch import nn
 
-from ..hooks import capture_outputs, check_layers, model_lock
+from ..hooks import capture_outputs, check_layers, exclusive_eval
 
 __all__ = [
     "LayerExplainer",
@@ -73,14 +73,14 @@ def resolve_targets(target: Target, logits: torch.Tensor) -> torch.Tensor:
         return logits.argmax(dim=1)
     if isinstance(target, bool):
         raise TypeError("target must be a class index, not a bool.")
-    if isinstance(target, int):
-        targets = torch.full((n,), target, dtype=torch.long, device=logits.device)
-    else:
-        targets = torch.as_tensor(target, dtype=torch.long, device=logits.device).reshape(-1)
-        if targets.numel() == 1:
-            targets = targets.expand(n)
-        elif targets.numel() != n:
-            raise ValueError(f"Got {targets.numel()} targets for a batch of {n} images.")
+    targets = torch.as_tensor(target, device=logits.device)
+    if targets.dim() > 1 or (targets.dim() == 1 and targets.numel() != n):
+        raise ValueError(
+            f"Got {targets.numel()} targets for a batch of {n} images: give one class, or one per image."
+        )
+    if targets.is_floating_point() or targets.is_complex() or targets.dtype == torch.bool:
+        raise TypeError(f"target must hold class indices (integers), got {targets.dtype}.")
+    targets = targets.long().expand(n).contiguous()
     out_of_range = targets[(targets < 0) | (targets >= num_classes)]
     if out_of_range.numel():
         raise ValueError(
@@ -136,7 +136,7 @@ class LayerExplainer:
     def __call__(self, x: torch.Tensor, target: Target = None) -> Result:
         """Explain ``target`` for the batch ``x``: see :class:`Result` for what comes back."""
         x = as_batch(x)
-        with model_lock(self.model), torch.set_grad_enabled(self.needs_grad):
+        with exclusive_eval(self.model), torch.set_grad_enabled(self.needs_grad):
             with capture_outputs(self.model, self.layers) as activations:
                 # The input asks for gradients so that the layers' outputs do too, even when the
                 # caller froze every parameter. The model gets a copy, not the leaf itself: a model
@@ -162,9 +162,4 @@ class LayerExplainer:
 
 def weighted_sum(weights: torch.Tensor, activations: torch.Tensor) -> torch.Tensor:
     """``ReLU(sum_k weights_k * A^k)``: ``(N, K)`` and ``(N, K, h, w)`` -> ``(N, h, w)``."""
-    if activations.dim() != 4:
-        raise ValueError(
-            f"Class activation maps need a convolutional layer with output (N, K, h, w); "
-            f"this one gives {tuple(activations.shape)}."
-        )
     return torch.einsum("nk,nkhw->nhw", weights, activations).clamp(min=0)

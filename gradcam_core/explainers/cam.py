@@ -52,10 +52,6 @@ class CAM(LayerExplainer):
         return {self.layer: self.fc.weight[targets].detach()}
 
     def _check_head(self, a: torch.Tensor, logits: torch.Tensor) -> None:
-        if a.dim() != 4:
-            raise ValueError(
-                f"CAM needs a convolutional layer; {self.layer!r} gives shape {tuple(a.shape[1:])}."
-            )
         channels, fc_in = a.shape[1], self.fc.in_features
         if channels != fc_in:
             raise ValueError(

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..hooks import capture_activation_outputs, capture_outputs, guided_gradients, model_lock
+from ..hooks import capture_activation_outputs, capture_outputs, exclusive_eval, guided_gradients
 from ..maps import upsample
 from .base import Result, Target, as_batch, check_outputs, class_scores, resolve_targets
 from .grad_cam import GradCAM
@@ -39,7 +39,7 @@ class GuidedBackprop:
     def __call__(self, x: torch.Tensor, target: Target = None) -> torch.Tensor:
         """``(N, 3, H, W)`` guided gradients of the target scores with respect to ``x``."""
         x = as_batch(x).detach().requires_grad_(True)
-        with model_lock(self.model), torch.enable_grad():
+        with exclusive_eval(self.model), torch.enable_grad():
             with capture_activation_outputs(self.model) as relu_outputs:
                 logits = self.model(x.clone())  # a copy: the model may change its input in place
             targets = resolve_targets(target, logits)
@@ -63,7 +63,7 @@ class GuidedGradCAM(GradCAM):
 
     def __call__(self, x: torch.Tensor, target: Target = None) -> Result:
         x = as_batch(x).detach().requires_grad_(True)
-        with model_lock(self.model), torch.enable_grad():
+        with exclusive_eval(self.model), torch.enable_grad():
             with capture_outputs(self.model, self.layers) as activations, capture_activation_outputs(
                 self.model
             ) as relu_outputs:

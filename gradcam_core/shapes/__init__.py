@@ -1,0 +1,86 @@
+"""The shapes lab: a synthetic data set whose objects' masks and boxes are known, two small CNNs
+trained on its labels alone, and the measure of how well their CAM and Grad-CAM find the objects.
+
+CAM's claim (Zhou et al. 2016) is that a network trained only on image labels learns *where* the
+objects are. Here that is checked on a laptop CPU, against ground truth:
+
+Example:
+    >>> import gradcam_core as gc
+    >>> from gradcam_core import shapes, metrics
+    >>> batch = shapes.render(1, seed=7)                 # pictures, labels, masks, boxes
+    >>> clf = gc.load_model("shapes_gap")
+    >>> cam = gc.CAM(clf.module, layer=clf.cam_layer, fc=clf.fc)(batch.images, target=batch.labels)
+    >>> box = metrics.box_from_map(cam.maps["layer4"][0], (64, 64))
+    >>> metrics.box_iou(box, batch.boxes[0]), metrics.pointing_game(cam.maps["layer4"][0], batch.masks[0])
+
+Command line: ``python -m gradcam_core.shapes train`` and ``python -m gradcam_core.shapes evaluate``.
+"""
+
+from .data import (
+    CLASSES,
+    IMAGE_SIZE,
+    MEAN,
+    STD,
+    ShapesBatch,
+    generate,
+    generate_with_boxes,
+    render,
+    render_backgrounds,
+    to_rgb,
+    to_tensor,
+)
+from .evaluation import (
+    EVALUATION_SEED,
+    Localization,
+    NetworkEvaluation,
+    centre_baseline,
+    evaluate_network,
+    markdown_table,
+)
+from .networks import (
+    NETWORKS,
+    STAGES,
+    ShapesBody,
+    ShapesFC,
+    ShapesGAP,
+    build_network,
+    load_shapes_model,
+    shapes_classifier,
+    weights_file,
+)
+from .training import DEFAULT_EPOCHS, DEFAULT_TRAIN_SIZE, VALIDATION_SEED, EpochCallback, held_out_metrics, train
+
+__all__ = [
+    "CLASSES",
+    "DEFAULT_EPOCHS",
+    "DEFAULT_TRAIN_SIZE",
+    "EVALUATION_SEED",
+    "IMAGE_SIZE",
+    "MEAN",
+    "NETWORKS",
+    "STAGES",
+    "STD",
+    "VALIDATION_SEED",
+    "EpochCallback",
+    "Localization",
+    "NetworkEvaluation",
+    "ShapesBatch",
+    "ShapesBody",
+    "ShapesFC",
+    "ShapesGAP",
+    "build_network",
+    "centre_baseline",
+    "evaluate_network",
+    "generate",
+    "generate_with_boxes",
+    "held_out_metrics",
+    "load_shapes_model",
+    "markdown_table",
+    "render",
+    "render_backgrounds",
+    "shapes_classifier",
+    "to_rgb",
+    "to_tensor",
+    "train",
+    "weights_file",
+]

@@ -1,0 +1,292 @@
+"""The shapes data set: one filled shape on a cluttered background, with its mask and box.
+
+Each image is drawn from its own random stream, ``numpy.random.default_rng([seed, index])``, so an
+image depends only on ``(seed, index)``: ``generate(10, seed)`` starts with ``generate(3, seed)``,
+and the dashboard's "new image" is ``render(1, seed=k)`` for a new ``k``. Classes cycle, sample
+``i`` showing class ``(seed + i) % len(CLASSES)``, so any ``len(CLASSES)`` consecutive samples
+hold every class once.
+
+A picture is built in layers, each there to take a shortcut away from the classifier:
+
+1. a gradient between two muted colours, so brightness and hue say nothing about the class;
+2. a texture (a sine grating or smooth blotches), so edges are everywhere, not only on the object;
+3. thin distractor strokes (lines, polylines, arcs) that belong to no class, so "has a straight
+   edge" or "has a curve" is not enough;
+4. the object, filled with a colour chosen to stand out from the background beneath it (any
+   colour, the strokes' colours included), at a random size, position and rotation, always whole
+   inside the picture;
+5. pixel noise over everything.
+
+Shapes are drawn at 4x and box-filtered down, so their edges are antialiased; the mask is the
+pixels at least half covered by the object.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+
+from ..metrics import boxes_from_masks
+
+__all__ = [
+    "CLASSES",
+    "IMAGE_SIZE",
+    "MEAN",
+    "STD",
+    "ShapesBatch",
+    "generate",
+    "generate_with_boxes",
+    "render",
+    "render_backgrounds",
+    "to_rgb",
+    "to_tensor",
+]
+
+#: Class names, indexed by label.
+CLASSES = ("circle", "square", "triangle", "cross", "star")
+#: Pictures are ``IMAGE_SIZE x IMAGE_SIZE`` RGB.
+IMAGE_SIZE = 64
+#: Per-channel normalization of RGB values in [0, 1], close to the data set's own statistics.
+MEAN = (0.5, 0.5, 0.5)
+STD = (0.2, 0.2, 0.2)
+
+# Drawing at this many times the resolution, then averaging, antialiases the edges.
+_SUPERSAMPLE = 4
+# The object's circumradius in pixels: its width is from a third to two thirds of the picture's.
+_RADIUS_RANGE = (10.0, 22.0)
+# Minimum RGB distance between the object's colour and the mean background beneath it.
+_MIN_CONTRAST = 90.0
+# Shapes stand upright, tilted by at most this angle either way (radians).
+_MAX_TILT = math.pi
+
+
+@dataclass(frozen=True)
+class ShapesBatch:
+    """Rendered shapes images with their ground truth.
+
+    Attributes:
+        pictures: ``(N, H, W, 3)`` uint8 RGB, what a person sees (and what a PNG stores).
+        labels: ``(N,)`` long, indices into :data:`CLASSES`.
+        masks: ``(N, H, W)`` bool, the object's pixels.
+        boxes: ``(N, 4)`` long, ``(x0, y0, x1, y1)`` around each mask, ends exclusive
+            (``mask[y0:y1, x0:x1]`` holds the object); see :mod:`gradcam_core.metrics`.
+    """
+
+    pictures: np.ndarray
+    labels: torch.Tensor
+    masks: torch.Tensor
+    boxes: torch.Tensor
+
+    @property
+    def images(self) -> torch.Tensor:
+        """``(N, 3, H, W)`` float tensor normalized for the shapes networks."""
+        return to_tensor(self.pictures)
+
+
+def render(n: int, seed: int) -> ShapesBatch:
+    """Draw ``n`` pictures, deterministically from ``seed``, with labels, masks and boxes.
+
+    Example:
+        >>> batch = render(1, seed=7)
+        >>> CLASSES[batch.labels[0]], batch.boxes[0].tolist()      # a class and (x0, y0, x1, y1)
+    """
+    if n < 1:
+        raise ValueError(f"n must be at least 1, got {n}.")
+    labels = [(seed + index) % len(CLASSES) for index in range(n)]
+    drawn = [_draw(CLASSES[label], np.random.default_rng([seed, index])) for index, label in enumerate(labels)]
+    pictures = np.stack([picture for picture, _ in drawn])
+    masks = torch.from_numpy(np.stack([mask for _, mask in drawn]))
+    return ShapesBatch(pictures, torch.tensor(labels, dtype=torch.long), masks, boxes_from_masks(masks))
+
+
+def render_backgrounds(n: int, seed: int) -> np.ndarray:
+    """``(n, H, W, 3)`` uint8 pictures of clutter alone: the backgrounds of :func:`render`, no object.
+
+    Training shows them as negatives for every class (see :func:`~gradcam_core.shapes.train`).
+    Their random streams, ``default_rng([seed, index, 1])``, never meet those of :func:`render`.
+    """
+    if n < 1:
+        raise ValueError(f"n must be at least 1, got {n}.")
+    return np.stack(
+        [_with_noise(_cluttered_background(rng), rng) for rng in (np.random.default_rng([seed, i, 1]) for i in range(n))]
+    )
+
+
+def generate(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``n`` images ready for the model, their labels and their masks.
+
+    Returns:
+        ``images`` ``(n, 3, H, W)`` float, normalized by :data:`MEAN` and :data:`STD`;
+        ``labels`` ``(n,)`` long; ``masks`` ``(n, H, W)`` bool.
+
+    Example:
+        >>> images, labels, masks = generate(8, seed=0)
+        >>> images.shape, masks.shape
+        (torch.Size([8, 3, 64, 64]), torch.Size([8, 64, 64]))
+    """
+    batch = render(n, seed)
+    return batch.images, batch.labels, batch.masks
+
+
+def generate_with_boxes(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`generate` plus the ``(n, 4)`` ground-truth boxes ``(x0, y0, x1, y1)``, ends exclusive."""
+    batch = render(n, seed)
+    return batch.images, batch.labels, batch.masks, batch.boxes
+
+
+def to_tensor(pictures: np.ndarray) -> torch.Tensor:
+    """``(N, H, W, 3)`` uint8 RGB -> ``(N, 3, H, W)`` normalized float: ``(rgb / 255 - MEAN) / STD``.
+
+    The same arithmetic as :meth:`~gradcam_core.models.Classifier.preprocess`, so a picture saved as
+    PNG and preprocessed gives this very tensor.
+    """
+    x = torch.from_numpy(np.asarray(pictures, dtype=np.float32) / 255.0).permute(0, 3, 1, 2)
+    return (x - torch.tensor(MEAN).view(1, 3, 1, 1)) / torch.tensor(STD).view(1, 3, 1, 1)
+
+
+def to_rgb(images: torch.Tensor) -> np.ndarray:
+    """Undo :func:`to_tensor`: ``(N, 3, H, W)`` or ``(3, H, W)`` -> ``(N, H, W, 3)`` or ``(H, W, 3)`` uint8.
+
+    Example:
+        >>> images, _, _ = generate(1, seed=0)
+        >>> picture = to_rgb(images[0])     # (64, 64, 3) uint8, ready for gc.overlay
+    """
+    x = torch.as_tensor(images).detach().cpu().float()
+    mean = torch.tensor(MEAN).view(3, 1, 1)
+    std = torch.tensor(STD).view(3, 1, 1)
+    rgb = (x * std + mean) * 255.0
+    return rgb.round().clamp(0, 255).to(torch.uint8).movedim(-3, -1).numpy()
+
+
+def _draw(shape: str, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """One ``(H, W, 3)`` uint8 picture of ``shape`` and its ``(H, W)`` bool mask."""
+    canvas = _cluttered_background(rng)
+    coverage = _shape_coverage(shape, rng)
+    mask = coverage >= 0.5
+    colour = _contrasting_colour(canvas[mask].mean(axis=0), rng)
+    canvas += coverage[..., None] * (colour - canvas)
+    return _with_noise(canvas, rng), mask
+
+
+def _cluttered_background(rng: np.random.Generator) -> np.ndarray:
+    """Layers 1 to 3: gradient, texture and distractor strokes, ``(H, W, 3)`` float32 in [0, 255]."""
+    canvas = _background(rng)
+    size = IMAGE_SIZE * _SUPERSAMPLE
+    # All strokes go on one supersampled pair of layers: their colours over black, and their
+    # coverage. Box-filtering the colours gives coverage-weighted colours, ready to composite.
+    colours, coverage = Image.new("RGB", (size, size)), Image.new("L", (size, size))
+    colour_pen, coverage_pen = ImageDraw.Draw(colours), ImageDraw.Draw(coverage)
+    for _ in range(rng.integers(2, 7)):
+        draw_stroke = _random_stroke(rng)
+        draw_stroke(colour_pen, tuple(rng.integers(0, 256, size=3).tolist()))
+        draw_stroke(coverage_pen, 255)
+    alpha = _downsampled(coverage)[..., None]
+    return canvas * (1.0 - alpha) + _downsampled(colours) * 255.0
+
+
+def _with_noise(canvas: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Layer 5: Gaussian pixel noise, then rounding to uint8."""
+    noise = rng.standard_normal(canvas.shape, dtype=np.float32) * np.float32(rng.uniform(3.0, 12.0))
+    return (canvas + noise).round().clip(0, 255).astype(np.uint8)
+
+
+def _background(rng: np.random.Generator) -> np.ndarray:
+    """Layers 1 and 2: a gradient between two muted colours plus a texture, ``(H, W, 3)`` float32."""
+    y, x = np.mgrid[0:IMAGE_SIZE, 0:IMAGE_SIZE].astype(np.float32) / (IMAGE_SIZE - 1)
+    angle = rng.uniform(0, 2 * math.pi)
+    ramp = (math.cos(angle) * (x - 0.5) + math.sin(angle) * (y - 0.5)) + 0.5
+    start, end = rng.uniform(40, 215, size=(2, 3)).astype(np.float32)
+    if rng.random() < 0.5:
+        frequency = rng.uniform(2.0, 8.0)
+        direction = rng.uniform(0, 2 * math.pi)
+        phase = math.cos(direction) * x + math.sin(direction) * y
+        texture = np.sin(2 * math.pi * frequency * phase + rng.uniform(0, 2 * math.pi))
+    else:
+        # Blotches: coarse noise, bicubically enlarged.
+        coarse = rng.uniform(0, 255, size=(6, 6)).astype(np.uint8)
+        smooth = Image.fromarray(coarse).resize((IMAGE_SIZE, IMAGE_SIZE), Image.BICUBIC)
+        texture = np.asarray(smooth, dtype=np.float32) / 127.5 - 1.0
+    tint = (rng.uniform(10.0, 35.0) * rng.uniform(-1.0, 1.0, size=3)).astype(np.float32)
+    return start + ramp[..., None] * (end - start) + texture[..., None] * tint
+
+
+def _random_stroke(rng: np.random.Generator) -> Callable[[ImageDraw.ImageDraw, object], None]:
+    """A thin open stroke (a line, a polyline or an arc) at the supersampled scale, as a function
+    that draws it with a given pen and fill, so that two layers get the very same stroke."""
+    size = IMAGE_SIZE * _SUPERSAMPLE
+    width = int(rng.integers(1, 3)) * _SUPERSAMPLE
+    kind = rng.integers(3)
+    if kind == 0:
+        points = [tuple(p) for p in rng.uniform(0, size, size=(2, 2)).tolist()]
+        return lambda pen, fill: pen.line(points, fill=fill, width=width)
+    if kind == 1:
+        points = [tuple(p) for p in rng.uniform(0, size, size=(3, 2)).tolist()]
+        return lambda pen, fill: pen.line(points, fill=fill, width=width, joint="curve")
+    centre = rng.uniform(0, size, size=2)
+    box = [*(centre - rng.uniform(0.1, 0.4) * size), *(centre + rng.uniform(0.1, 0.4) * size)]
+    start = rng.uniform(0, 360)
+    # At most three quarters of a turn, so that an arc never closes into a circle's outline.
+    end = start + rng.uniform(60, 270)
+    return lambda pen, fill: pen.arc(box, start, end, fill=fill, width=width)
+
+
+def _shape_coverage(shape: str, rng: np.random.Generator) -> np.ndarray:
+    """Coverage in [0, 1] of one filled ``shape`` at a random size, rotation and position."""
+    radius = rng.uniform(*_RADIUS_RANGE)
+    margin = radius + 1.0
+    centre = rng.uniform(margin, IMAGE_SIZE - margin, size=2)
+    rotation = rng.uniform(-_MAX_TILT, _MAX_TILT)
+    size = IMAGE_SIZE * _SUPERSAMPLE
+    layer = Image.new("L", (size, size), 0)
+    draw = ImageDraw.Draw(layer)
+    if shape == "circle":
+        box = np.concatenate([centre - radius, centre + radius]) * _SUPERSAMPLE
+        draw.ellipse(box.tolist(), fill=255)
+    else:
+        outline = _outline(shape) @ _rotation(rotation).T * radius + centre
+        draw.polygon([tuple(p) for p in outline * _SUPERSAMPLE], fill=255)
+    return _downsampled(layer)
+
+
+def _outline(shape: str) -> np.ndarray:
+    """The polygon of ``shape`` with circumradius 1 around the origin, as ``(K, 2)`` points."""
+    if shape == "square":
+        return _polar(np.arange(4) * (math.pi / 2) + math.pi / 4, np.ones(4))
+    if shape == "triangle":
+        return _polar(np.arange(3) * (2 * math.pi / 3) - math.pi / 2, np.ones(3))
+    if shape == "star":
+        return _polar(np.arange(10) * (math.pi / 5) - math.pi / 2, np.tile([1.0, 0.5], 5))
+    if shape == "cross":
+        # A plus sign of arm half-width a, reaching 1 from the centre at the arm's corners.
+        a = 0.35
+        reach = math.sqrt(1 - a * a)
+        quarter = np.array([[reach, -a], [reach, a], [a, a]])
+        return np.concatenate([quarter @ _rotation(k * math.pi / 2).T for k in range(4)])
+    raise ValueError(f"Unknown shape {shape!r}; choose one of {', '.join(CLASSES)}.")
+
+
+def _polar(angles: np.ndarray, radii: np.ndarray) -> np.ndarray:
+    return np.stack([radii * np.cos(angles), radii * np.sin(angles)], axis=1)
+
+
+def _rotation(angle: float) -> np.ndarray:
+    return np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
+
+
+def _downsampled(layer: Image.Image) -> np.ndarray:
+    """A supersampled 0-255 layer, box-filtered to the picture's size, as float32 in [0, 1]."""
+    return np.asarray(layer.reduce(_SUPERSAMPLE), dtype=np.float32) / 255.0
+
+
+def _contrasting_colour(beneath: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A random colour at least ``_MIN_CONTRAST`` away from ``beneath`` (its opposite, failing that)."""
+    for _ in range(32):
+        colour = rng.uniform(0, 255, size=3).astype(np.float32)
+        if np.linalg.norm(colour - beneath) >= _MIN_CONTRAST:
+            return colour
+    return 255.0 - beneath

@@ -1,0 +1,139 @@
+"""Scoring the shapes networks: accuracy, and how well their maps find the object.
+
+Each map explains the picture's true class and is scored by the two protocols of
+:mod:`gradcam_core.metrics`: the pointing game and the Grad-CAM paper's box IoU > 0.5. Beside
+them, baselines that never look at the picture: the centre point, and a centred box of the
+ground-truth boxes' mean size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from ..explainers import CAM, GradCAM
+from ..metrics import box_ious, boxes_from_maps, pointing_game_hits
+from ..models import Classifier
+from .data import ShapesBatch
+
+__all__ = [
+    "EVALUATION_SEED",
+    "Localization",
+    "NetworkEvaluation",
+    "centre_baseline",
+    "evaluate_network",
+    "markdown_table",
+]
+
+#: The seed of the evaluation pictures, apart from training (below 10**6) and validation.
+EVALUATION_SEED = 2_000_002
+
+# Pictures explained at once: bounds the memory the hooked activations take.
+_CHUNK = 250
+
+
+@dataclass(frozen=True)
+class Localization:
+    """How one method at one layer localizes, as rates in [0, 1].
+
+    ``pointing_game`` and ``box_iou`` are ``None`` when the method refuses the network, and
+    ``refusal`` then holds its message.
+    """
+
+    method: str
+    layer: str
+    pointing_game: float | None
+    box_iou: float | None
+    refusal: str = ""
+
+
+@dataclass(frozen=True)
+class NetworkEvaluation:
+    """A network's accuracy and the localization of CAM (at its last stage) and Grad-CAM (at each)."""
+
+    name: str
+    accuracy: float
+    localizations: list[Localization]
+
+
+def evaluate_network(classifier: Classifier, batch: ShapesBatch) -> NetworkEvaluation:
+    """Accuracy, then CAM at ``cam_layer`` and Grad-CAM at every stage, on ``batch``'s true classes.
+
+    Example:
+        >>> evaluation = evaluate_network(load_model("shapes_gap"), render(1000, EVALUATION_SEED))
+        >>> evaluation.localizations[0]            # CAM at layer4
+    """
+    images, size = batch.images, tuple(batch.masks.shape[-2:])
+    module = classifier.module.eval()
+    with torch.no_grad():
+        predictions = torch.cat([module(chunk).argmax(dim=1) for chunk in images.split(_CHUNK)])
+    accuracy = (predictions == batch.labels).float().mean().item()
+
+    localizations = []
+    try:
+        cam = CAM(module, layer=classifier.cam_layer, fc=classifier.fc)
+        cam_maps = _explain(cam, images, batch.labels)[classifier.cam_layer]
+        localizations.append(_score("CAM", classifier.cam_layer, cam_maps, batch, size))
+    except ValueError as refusal:
+        localizations.append(Localization("CAM", classifier.cam_layer, None, None, str(refusal)))
+    grad_cam_maps = _explain(GradCAM(module, layers=classifier.stages), images, batch.labels)
+    for layer in classifier.stages:
+        localizations.append(_score("Grad-CAM", layer, grad_cam_maps[layer], batch, size))
+    return NetworkEvaluation(classifier.name, accuracy, localizations)
+
+
+def centre_baseline(batch: ShapesBatch) -> Localization:
+    """Pointing at the picture's centre pixel, and a centred box of the mean ground-truth size."""
+    height, width = batch.masks.shape[-2:]
+    hits = batch.masks[:, height // 2, width // 2]
+    mean_size = (batch.boxes[:, 2:] - batch.boxes[:, :2]).float().mean(dim=0)
+    centre = torch.tensor([width / 2, height / 2])
+    box = torch.cat([centre - mean_size / 2, centre + mean_size / 2]).round()
+    ious = box_ious(box.expand(len(batch.boxes), 4), batch.boxes)
+    return Localization("centre point / centre box", "-", hits.float().mean().item(), _rate(ious > 0.5))
+
+
+def markdown_table(evaluations: Sequence[NetworkEvaluation], baseline: Localization, n: int) -> str:
+    """The evaluations and the baseline as a Markdown table, refusals explained below it."""
+    lines = [
+        f"| network | accuracy | map | layer | pointing game | box IoU > 0.5 |",
+        "|---|---:|---|---|---:|---:|",
+    ]
+    refusals = []
+    for evaluation in evaluations:
+        for row, localization in enumerate(evaluation.localizations):
+            name, accuracy = (evaluation.name, _percent(evaluation.accuracy)) if row == 0 else ("", "")
+            if localization.refusal:
+                refusals.append(f"{evaluation.name}: {localization.refusal}")
+                score = f"refuses ({len(refusals)})"
+                pointing, box = score, score
+            else:
+                pointing, box = _percent(localization.pointing_game), _percent(localization.box_iou)
+            lines.append(f"| {name} | {accuracy} | {localization.method} | {localization.layer} | {pointing} | {box} |")
+    lines.append(
+        f"| baseline | - | {baseline.method} | - | {_percent(baseline.pointing_game)} | {_percent(baseline.box_iou)} |"
+    )
+    notes = [f"({number}) {text}" for number, text in enumerate(refusals, start=1)]
+    return "\n".join(lines + ([""] + notes if notes else []) + ["", f"{n} held-out pictures; maps explain the true class."])
+
+
+def _explain(explainer, images: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Layer -> ``(N, h, w)`` maps of the true classes, explained a chunk at a time."""
+    results = [explainer(chunk, target=chunk_labels) for chunk, chunk_labels in zip(images.split(_CHUNK), labels.split(_CHUNK))]
+    return {layer: torch.cat([result.maps[layer] for result in results]) for layer in explainer.layers}
+
+
+def _score(method: str, layer: str, maps: torch.Tensor, batch: ShapesBatch, size: tuple[int, int]) -> Localization:
+    hits = pointing_game_hits(maps, batch.masks)
+    ious = box_ious(boxes_from_maps(maps, size), batch.boxes)
+    return Localization(method, layer, _rate(hits), _rate(ious > 0.5))
+
+
+def _rate(flags: torch.Tensor) -> float:
+    return flags.float().mean().item()
+
+
+def _percent(rate: float) -> str:
+    return f"{100 * rate:.1f}%"

@@ -1,0 +1,178 @@
+"""The two shapes networks: one convolutional body, two heads.
+
+The body has four stages, named as on the ImageNet models so that every lesson can say
+``layer1`` .. ``layer4``. For a 64x64 picture:
+
+========  ==========================================  ===============
+stage     layers                                      output
+========  ==========================================  ===============
+layer1    conv 3x3 stride 2, BatchNorm, ReLU           16 x 32 x 32
+layer2    conv 3x3, BatchNorm, ReLU, max-pool 2        32 x 16 x 16
+layer3    conv 3x3, BatchNorm, ReLU, max-pool 2        64 x  8 x  8
+layer4    conv 3x3, BatchNorm, ReLU                   128 x  8 x  8
+========  ==========================================  ===============
+
+Each ``layer4`` cell sees 37x37 pixels, about the size of the largest object.
+
+* :class:`ShapesGAP`: ``layer4 -> global average pooling -> fc``, the architecture CAM needs:
+  the logits are exactly ``fc(GAP(layer4))``.
+* :class:`ShapesFC`: ``layer4 -> flatten -> fc1 -> ReLU -> fc2``: ``fc1`` sees every cell of every
+  channel on its own, so no per-channel weight ``w_k^c`` exists and CAM cannot apply; Grad-CAM can.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..models import Classifier, WeightsUnavailableError
+from .data import CLASSES, IMAGE_SIZE, MEAN, STD
+
+__all__ = [
+    "NETWORKS",
+    "STAGES",
+    "ShapesBody",
+    "ShapesFC",
+    "ShapesGAP",
+    "build_network",
+    "load_shapes_model",
+    "shapes_classifier",
+    "weights_file",
+]
+
+#: The shapes networks' names, as :func:`gradcam_core.load_model` takes them.
+NETWORKS = ("shapes_gap", "shapes_fc")
+#: The body's stages, early to late; the last is CAM's layer.
+STAGES = ("layer1", "layer2", "layer3", "layer4")
+
+_WIDTHS = (16, 32, 64, 128)
+# The feature map side of layer4 for a 64x64 picture: the stride-2 conv and two max-pools.
+_LAST_SIDE = IMAGE_SIZE // 8
+_HIDDEN = 32
+
+_DESCRIPTIONS = {
+    "shapes_gap": "Shapes lab CNN: four conv stages -> global average pooling -> one linear layer (CAM applies)",
+    "shapes_fc": "Shapes lab CNN: the same four conv stages -> flatten -> linear -> ReLU -> linear (CAM does not apply)",
+}
+# The head layer named as ``Classifier.fc``: for shapes_fc, the layer that takes the flattened maps,
+# so that CAM's refusal says "this head flattens the feature maps".
+_FC_NAMES = {"shapes_gap": "fc", "shapes_fc": "fc1"}
+
+
+def _stage(in_channels: int, out_channels: int, stride: int = 1, pool: bool = False) -> nn.Sequential:
+    layers = [
+        nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False),
+        nn.BatchNorm2d(out_channels),
+        nn.ReLU(inplace=True),
+    ]
+    if pool:
+        layers.append(nn.MaxPool2d(2))
+    return nn.Sequential(*layers)
+
+
+class ShapesBody(nn.Module):
+    """The convolutional body both networks share: ``layer1`` .. ``layer4`` (see the module's table)."""
+
+    def __init__(self):
+        super().__init__()
+        c1, c2, c3, c4 = _WIDTHS
+        self.layer1 = _stage(3, c1, stride=2)
+        self.layer2 = _stage(c1, c2, pool=True)
+        self.layer3 = _stage(c2, c3, pool=True)
+        self.layer4 = _stage(c3, c4)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """``(N, 3, 64, 64)`` normalized pictures -> ``(N, 128, 8, 8)`` ``layer4`` maps."""
+        return self.layer4(self.layer3(self.layer2(self.layer1(x))))
+
+
+class ShapesGAP(ShapesBody):
+    """The body, then global average pooling and one linear layer ``fc``: CAM's architecture."""
+
+    def __init__(self, num_classes: int = len(CLASSES)):
+        super().__init__()
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(_WIDTHS[-1], num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.flatten(self.avgpool(self.features(x)), 1))
+
+
+class ShapesFC(ShapesBody):
+    """The body, then flatten, ``fc1`` (8192 -> 32), ReLU and ``fc2``: a head CAM cannot explain."""
+
+    def __init__(self, num_classes: int = len(CLASSES)):
+        super().__init__()
+        self.flatten = nn.Flatten()
+        self.fc1 = nn.Linear(_WIDTHS[-1] * _LAST_SIDE * _LAST_SIDE, _HIDDEN)
+        self.relu = nn.ReLU(inplace=True)
+        self.fc2 = nn.Linear(_HIDDEN, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.relu(self.fc1(self.flatten(self.features(x)))))
+
+
+def build_network(name: str) -> ShapesBody:
+    """A freshly initialized ``"shapes_gap"`` or ``"shapes_fc"`` (torch's default initialization)."""
+    if name == "shapes_gap":
+        return ShapesGAP()
+    if name == "shapes_fc":
+        return ShapesFC()
+    raise ValueError(f"Unknown shapes network {name!r}; choose one of {', '.join(NETWORKS)}.")
+
+
+def weights_file(name: str, directory: Path | None = None) -> Path:
+    """``directory / f"{name}.pt"``, by default the repository's ``assets/models``."""
+    if name not in NETWORKS:
+        raise ValueError(f"Unknown shapes network {name!r}; choose one of {', '.join(NETWORKS)}.")
+    return (directory or Path(__file__).resolve().parents[2] / "assets" / "models") / f"{name}.pt"
+
+
+def shapes_classifier(name: str, module: ShapesBody, description: str) -> Classifier:
+    """Wrap a shapes network in a :class:`~gradcam_core.models.Classifier`, as ``load_model`` does."""
+    return Classifier(
+        name=name,
+        module=module,
+        categories=list(CLASSES),
+        stages=list(STAGES),
+        cam_layer=STAGES[-1],
+        fc=_FC_NAMES[name],
+        input_size=(IMAGE_SIZE, IMAGE_SIZE),
+        mean=MEAN,
+        std=STD,
+        description=description,
+    )
+
+
+def load_shapes_model(name: str, pretrained: bool = True, weights_dir: Path | None = None) -> Classifier:
+    """``"shapes_gap"`` or ``"shapes_fc"``, in eval mode, with the weights shipped in ``assets/models``.
+
+    Args:
+        name: one of :data:`NETWORKS`.
+        pretrained: ``False`` gives random weights and reads nothing from disk.
+        weights_dir: where ``{name}.pt`` lies, instead of ``assets/models``.
+
+    Raises:
+        ValueError: an unknown name.
+        WeightsUnavailableError: the weight file is missing.
+
+    Example:
+        >>> clf = load_shapes_model("shapes_gap")
+        >>> clf.cam_layer, clf.fc, clf.categories[0]
+        ('layer4', 'fc', 'circle')
+    """
+    module = build_network(name)
+    description = _DESCRIPTIONS[name]
+    if pretrained:
+        path = weights_file(name, weights_dir)
+        if not path.is_file():
+            raise WeightsUnavailableError(
+                f"{path} is missing; `python -m gradcam_core.shapes train` writes it in a few minutes."
+            )
+        module.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        description += ", trained on the shapes data set"
+    else:
+        description += ", random weights"
+    return shapes_classifier(name, module.eval(), description)

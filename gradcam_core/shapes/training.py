@@ -1,0 +1,152 @@
+"""Training the shapes networks from scratch, deterministically, in about a minute on a laptop CPU.
+
+The loss is one logistic loss per class (``binary_cross_entropy_with_logits`` on one-hot targets),
+and a fifth of the training pictures are clutter alone, negatives for every class. Why not the
+usual softmax cross-entropy: softmax is unchanged when the same number is added to every logit, so
+a network may score a class by evidence *against* the others found anywhere in the picture (a
+"triangle" becomes "nothing round, nothing crossed"), and its CAM then lights up the background.
+With a logistic loss per class and object-free negatives, each class needs evidence *for* itself,
+and in these pictures that evidence is only on the object: the map CAM draws.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+from ..explainers import CAM, GradCAM
+from ..metrics import pointing_game_hits
+from ..models import Classifier
+from .data import CLASSES, render, render_backgrounds, to_tensor
+from .networks import _DESCRIPTIONS, build_network, shapes_classifier
+
+__all__ = [
+    "DEFAULT_EPOCHS",
+    "DEFAULT_TRAIN_SIZE",
+    "VALIDATION_SEED",
+    "EpochCallback",
+    "held_out_metrics",
+    "train",
+]
+
+#: The held-out pictures scored after each epoch; training seeds below a million never meet them.
+VALIDATION_SEED = 1_000_001
+#: Enough for a recognizable CAM in under a minute on two CPU cores.
+DEFAULT_EPOCHS = 8
+DEFAULT_TRAIN_SIZE = 4000
+
+#: ``on_epoch(epoch, classifier, metrics)``, called after each epoch (``epoch`` counts from 1).
+EpochCallback = Callable[[int, Classifier, dict[str, float]], None]
+
+# One picture in this many extra is clutter alone.
+_BACKGROUND_SHARE = 0.2
+_BATCH_SIZE = 32
+_LEARNING_RATE = 5e-3
+_WEIGHT_DECAY = 1e-4
+
+
+def train(
+    name: str = "shapes_gap",
+    epochs: int = DEFAULT_EPOCHS,
+    n_train: int = DEFAULT_TRAIN_SIZE,
+    seed: int = 0,
+    on_epoch: EpochCallback | None = None,
+    on_batch: Callable[[int, int], None] | None = None,
+    n_validation: int = 500,
+) -> Classifier:
+    """Train a fresh ``"shapes_gap"`` or ``"shapes_fc"`` and return it in eval mode.
+
+    AdamW with a one-cycle learning rate, batches of 32 drawn by a ``torch.Generator`` seeded with
+    ``seed``; the initial weights come from ``seed`` too, and the global random state is left as
+    it was. The same arguments on the same machine give the same weights.
+
+    Args:
+        name: ``"shapes_gap"`` or ``"shapes_fc"``.
+        epochs: passes over the training pictures.
+        n_train: training pictures with an object, rendered with ``render(n_train, seed)``; a
+            further ``n_train // 4`` pictures of clutter alone come from ``render_backgrounds``.
+        seed: seeds the pictures, the initial weights and the batch order (below 10**6, so that
+            the pictures stay apart from the held-out ones).
+        on_epoch: called after each epoch as ``on_epoch(epoch, classifier, metrics)``, the
+            classifier in eval mode; ``metrics`` holds ``"loss"`` (mean training loss of the epoch),
+            ``"accuracy"`` and ``"pointing_game"`` (on ``n_validation`` held-out pictures, CAM at
+            ``layer4`` for shapes_gap, Grad-CAM there for shapes_fc) and ``"seconds"`` since the
+            start. The classifier keeps training afterwards: ``copy.deepcopy`` it to keep a snapshot.
+        on_batch: called after each batch as ``on_batch(batches_done, batches_total)``, for a
+            progress bar.
+        n_validation: held-out pictures scored after each epoch.
+
+    Example:
+        >>> curve = []
+        >>> clf = train("shapes_gap", on_epoch=lambda epoch, clf, m: curve.append(m["pointing_game"]))
+    """
+    start = time.perf_counter()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        module = build_network(name)
+    classifier = shapes_classifier(name, module, _DESCRIPTIONS[name] + f", trained from scratch (seed {seed})")
+
+    images, targets = _training_set(n_train, seed)
+    held_out = render(n_validation, VALIDATION_SEED)
+    held_out_images = held_out.images
+
+    optimizer = torch.optim.AdamW(module.parameters(), lr=_LEARNING_RATE, weight_decay=_WEIGHT_DECAY)
+    batches_per_epoch = -(-len(images) // _BATCH_SIZE)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=_LEARNING_RATE, total_steps=epochs * batches_per_epoch, pct_start=0.2
+    )
+    order = torch.Generator().manual_seed(seed)
+    for epoch in range(1, epochs + 1):
+        module.train()
+        total_loss = 0.0
+        for batch, indices in enumerate(torch.randperm(len(images), generator=order).split(_BATCH_SIZE)):
+            loss = F.binary_cross_entropy_with_logits(module(images[indices]), targets[indices])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            total_loss += loss.item() * len(indices)
+            if on_batch:
+                on_batch((epoch - 1) * batches_per_epoch + batch + 1, epochs * batches_per_epoch)
+        module.eval()
+        if on_epoch:
+            metrics = held_out_metrics(classifier, held_out_images, held_out.labels, held_out.masks)
+            metrics["loss"] = total_loss / len(images)
+            metrics["seconds"] = time.perf_counter() - start
+            on_epoch(epoch, classifier, metrics)
+            module.eval()  # the callback may have switched modes; the caller gets an eval-mode model
+    return classifier
+
+
+def held_out_metrics(
+    classifier: Classifier, images: torch.Tensor, labels: torch.Tensor, masks: torch.Tensor
+) -> dict[str, float]:
+    """``{"accuracy", "pointing_game"}`` of an eval-mode shapes classifier on pictures it never saw.
+
+    The pointing game explains each picture's true class with CAM at ``cam_layer`` where CAM
+    applies (shapes_gap), with Grad-CAM at the same layer otherwise (shapes_fc).
+    """
+    explainer = (
+        CAM(classifier.module, layer=classifier.cam_layer, fc=classifier.fc)
+        if classifier.fc == "fc"
+        else GradCAM(classifier.module, layers=[classifier.cam_layer])
+    )
+    result = explainer(images, target=labels)
+    return {
+        "accuracy": (result.logits.argmax(dim=1) == labels).float().mean().item(),
+        "pointing_game": pointing_game_hits(result.maps[classifier.cam_layer], masks).float().mean().item(),
+    }
+
+
+def _training_set(n_train: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pictures and one-hot targets: ``n_train`` shapes, then clutter alone with all-zero targets."""
+    shapes = render(n_train, seed)
+    backgrounds = to_tensor(render_backgrounds(max(1, round(n_train * _BACKGROUND_SHARE)), seed))
+    images = torch.cat([shapes.images, backgrounds])
+    targets = torch.cat(
+        [F.one_hot(shapes.labels, len(CLASSES)).float(), torch.zeros(len(backgrounds), len(CLASSES))]
+    )
+    return images, targets
