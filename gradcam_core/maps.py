@@ -52,19 +52,26 @@ def normalize(m: torch.Tensor) -> torch.Tensor:
     return scaled.reshape(m.shape)
 
 
-def to_image(m: torch.Tensor) -> np.ndarray:
-    """One sample, ``(3, H, W)`` or ``(H, W)``, normalized to an ``(H, W, 3)`` or ``(H, W)`` uint8 array.
+def to_image(m: torch.Tensor, contrast: float = 0.1) -> np.ndarray:
+    """A signed gradient picture, one sample ``(3, H, W)`` or ``(H, W)``, as uint8 for display.
 
-    The sample is scaled as a whole (its three channels together), as :func:`normalize` scales
-    each sample of a batch, so the balance of the colours is kept.
+    Centred on grey: ``0.5 + contrast * (m - mean) / std``, clipped to [0, 1], with the mean and
+    the standard deviation taken over the whole sample (so the balance of the colours is kept).
+    This is how guided backpropagation is usually shown; min-max scaling would let a few extreme
+    gradients flatten all the others to grey. A constant sample is flat grey.
+
+    Example:
+        >>> picture = to_image(GuidedBackprop(model)(x, target=243)[0])   # (H, W, 3) uint8
     """
-    m = torch.as_tensor(m).detach().cpu()
+    m = torch.as_tensor(m).detach().cpu().float()
     if not (m.dim() == 2 or (m.dim() == 3 and m.shape[0] == 3)):
         raise ValueError(f"Expected one (3, H, W) or (H, W) sample, got shape {tuple(m.shape)}.")
-    m = normalize(m.unsqueeze(0))[0]  # one sample of a batch, not a batch of three channels
-    if m.dim() == 3:
-        m = m.permute(1, 2, 0)
-    return (m * 255).round().to(torch.uint8).numpy()
+    std = m.std(unbiased=False)
+    standardized = (m - m.mean()) / std if std > 0 else torch.zeros_like(m)
+    picture = (0.5 + contrast * standardized).clamp(0, 1)
+    if picture.dim() == 3:
+        picture = picture.permute(1, 2, 0)
+    return (picture * 255).round().to(torch.uint8).numpy()
 
 
 def overlay(image: np.ndarray, m: torch.Tensor, cmap: str = "jet", alpha: float = 0.5) -> np.ndarray:

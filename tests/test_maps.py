@@ -118,24 +118,38 @@ def test_normalize_range_on_random_maps():
 # --------------------------------------------------------------------------------------------
 
 
-def test_to_image_gray_by_hand():
+def test_to_image_centres_on_grey_by_hand():
+    # mean 1.75, population std sqrt(8.75 / 4) = 1.47902; 0.5 + 0.1 * (m - 1.75) / 1.47902 gives
+    # 0.38168, 0.44929, 0.51690, 0.65213, times 255: 97.33, 114.57, 131.81, 166.29
     out = to_image(torch.tensor([[0.0, 1.0], [2.0, 4.0]]))
     assert out.dtype == np.uint8 and out.shape == (2, 2)
-    assert out.tolist() == [[0, 64], [128, 255]]
+    assert out.tolist() == [[97, 115, 132, 166][0:2], [97, 115, 132, 166][2:4]]
+
+
+def test_to_image_clips_outliers_and_keeps_the_rest_visible():
+    m = torch.zeros(100, 100)
+    m[0, 0] = 1000.0  # one extreme gradient: min-max scaling would leave every other pixel at 0
+    m[50, :] = 1.0
+    out = to_image(m)
+    assert out[0, 0] == 255
+    assert out[50, 0] != out[10, 10]
 
 
 def test_to_image_scales_the_three_channels_together():
-    # one (3, H, W) sample: min 0 and max 4 over all three channels, so the constant channel of
-    # 0.5 becomes round(0.5 / 4 * 255) = 32, not 0 as a per-channel scaling would give
+    # one (3, H, W) sample: mean 10/12 and std over all 12 values; a per-channel scaling would give
+    # channel 0 the picture it gives alone, and the constant channel 1 flat grey (128)
     m = torch.zeros(3, 2, 2)
     m[0] = torch.tensor([[0.0, 1.0], [2.0, 4.0]])
     m[1] = 0.5
     m[2] = torch.tensor([[0.0, 0.0], [0.0, 1.0]])
     out = to_image(m)
     assert out.shape == (2, 2, 3) and out.dtype == np.uint8
-    assert out[..., 0].tolist() == [[0, 64], [128, 255]]
-    assert out[..., 1].tolist() == [[32, 32], [32, 32]]
-    assert out[..., 2].tolist() == [[0, 0], [0, 64]]
+    assert out[..., 0].tolist() != to_image(m[0]).tolist()
+    assert set(out[..., 1].flatten().tolist()) == {120}  # 0.5 + 0.1 * (0.5 - 0.8333) / 1.1055 = 0.4698
+
+
+def test_to_image_of_a_constant_sample_is_flat_grey():
+    assert set(to_image(torch.full((4, 4), 3.0)).flatten().tolist()) == {128}
 
 
 def test_to_image_refuses_a_batch():
