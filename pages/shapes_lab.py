@@ -4,6 +4,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import streamlit as st
+from PIL import Image
 
 import gradcam_core as gc
 from gradcam_core import shapes
@@ -27,7 +28,7 @@ class TrainingLog:
 def settings_ui() -> tuple[int, int, int]:
     left, middle, right = st.columns(3)
     epochs = left.slider("Epochs", 1, 10, shapes.DEFAULT_EPOCHS, key="lab_epochs")
-    images = middle.select_slider("Training images", [500, 1000, 2000, 4000], shapes.DEFAULT_TRAIN_IMAGES,
+    images = middle.select_slider("Training images", [500, 1000, 2000, 4000], shapes.DEFAULT_TRAIN_SIZE,
                                   key="lab_images")
     seed = right.number_input("Seed", 0, 10_000, 0, key="lab_seed", help="The same seed trains the same network.")
     return epochs, images, int(seed)
@@ -35,7 +36,7 @@ def settings_ui() -> tuple[int, int, int]:
 
 def watched_cam(clf: gc.Classifier, picture: np.ndarray, x, label: int, cmap: str) -> np.ndarray:
     result = gc.CAM(clf.module, layer=clf.cam_layer, fc=clf.fc)(x, target=label)
-    big = np.asarray(gc.load_image(picture).resize((192, 192), resample=0))
+    big = np.asarray(Image.fromarray(picture).resize((192, 192), Image.NEAREST))
     return gc.overlay(big, result.maps[clf.cam_layer][0], cmap=cmap, alpha=0.5)
 
 
@@ -45,6 +46,7 @@ def train_ui(epochs: int, images: int, seed: int, cmap: str) -> TrainingLog:
     label = int(watched.labels[0])
     log = TrainingLog(epochs)
     bar = st.progress(0.0, text="Training…")
+    status = st.empty()
     left, right = st.columns([2, 3])
     snapshot_slot, curve_slot = left.empty(), right.empty()
 
@@ -52,14 +54,19 @@ def train_ui(epochs: int, images: int, seed: int, cmap: str) -> TrainingLog:
         log.accuracy.append(scores["accuracy"])
         log.pointing.append(scores["pointing_game"])
         log.snapshots.append((f"epoch {epoch}", watched_cam(clf, watched.pictures[0], watched.images, label, cmap)))
-        bar.progress(epoch / epochs, text=f"Epoch {epoch} of {epochs}: held-out accuracy {scores['accuracy']:.0%}, "
-                                          f"pointing game {scores['pointing_game']:.0%}")
+        status.markdown(f"After epoch {epoch} of {epochs}: held-out accuracy **{scores['accuracy']:.0%}**, "
+                        f"pointing game **{scores['pointing_game']:.0%}** ({scores['seconds']:.0f} s).")
         snapshot_slot.image(log.snapshots[-1][1], caption=f"CAM for '{shapes.CLASSES[label]}' after epoch {epoch}",
                             width=320)
         curve_slot.plotly_chart(curves(log), key=f"lab_curves_live:{epoch}")
 
-    clf = shapes.train("shapes_gap", epochs=epochs, n_train=images, seed=seed, on_epoch=on_epoch)
+    def on_batch(done: int, total: int) -> None:
+        if done % 10 == 0 or done == total:
+            bar.progress(done / total, text=f"Training: batch {done} of {total}")
+
+    clf = shapes.train("shapes_gap", epochs=epochs, n_train=images, seed=seed, on_epoch=on_epoch, on_batch=on_batch)
     bar.empty()
+    status.empty()
     st.session_state["trained_classifier"] = clf
     st.session_state["trained_run"] = st.session_state.get("trained_run", 0) + 1
     return log

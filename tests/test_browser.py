@@ -1,0 +1,333 @@
+"""Browser test: every page of the dashboard loads in a real Chromium, draws its figures, and fails nowhere.
+
+A module-scoped fixture starts ``streamlit run app.py`` on a free loopback port; each page is opened
+in a fresh browser context, waited on until the app is idle, checked for exceptions, error boxes and
+tracebacks, and saved as a full-page screenshot under ``artifacts/screenshots/`` (git-ignored).
+One more test changes the class on the Grad-CAM page and checks that the figures are redrawn.
+
+Needs Debian's ``chromium`` and the ``playwright`` package (``playwright install`` is not needed: the
+system browser is launched). Skipped when either is missing.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = shutil.which("chromium")
+if CHROMIUM is None:
+    pytest.skip("browser test: no `chromium` executable on PATH", allow_module_level=True)
+sync_api = pytest.importorskip(
+    "playwright.sync_api", reason="browser test: the `playwright` Python package is not installed"
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+SCREENSHOTS = ROOT / "artifacts" / "screenshots"
+SERVER_LOG = ROOT / "artifacts" / "streamlit_browser_test.log"
+HOST = "127.0.0.1"
+
+BROWSER_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+VIEWPORT = {"width": 1600, "height": 1000}
+
+SERVER_START_S = 120  # until /_stcore/health answers "ok"
+PAGE_LOAD_S = 120  # the first page also loads the model, on a slow CPU
+IDLE_QUIET_S = 1.5  # how long the app must stay idle before we call it idle
+
+#: page name (screenshot file) -> (URL path, whether its main area must show a figure).
+#: The URL paths are the ones st.navigation derives from the file names in app.py.
+#: Home shows no figure; the shapes lab shows its figures only after the "Train" button is pressed.
+PAGES = {
+    "home": ("/", False),
+    "activations": ("/activations", True),
+    "cam": ("/cam", True),
+    "grad_cam": ("/grad_cam", True),
+    "guided": ("/guided", True),
+    "compare": ("/compare", True),
+    "shapes_lab": ("/shapes_lab", False),
+}
+
+#: The sidebar's page links, as ui/widgets.py's PAGES lists them.
+NAV_TITLES = [
+    "Home",
+    "1 · Activations",
+    "2 · CAM on a GAP network",
+    "3 · Grad-CAM, layer by layer",
+    "4 · Guided Grad-CAM",
+    "5 · CAM vs Grad-CAM",
+    "6 · Shapes lab: train it yourself",
+]
+
+MAIN = '[data-testid="stMain"]'
+SIDEBAR = '[data-testid="stSidebar"]'
+FIGURES = ", ".join(
+    f"{MAIN} {selector}"
+    for selector in (
+        '[data-testid="stImage"] img',
+        ".js-plotly-plot",
+        '[data-testid="stGraphVizChart"]',
+        '[data-testid="stVegaLiteChart"]',
+        '[data-testid="stPyplot"] img',
+    )
+)
+ERRORS = '[data-testid="stException"], [data-testid="stAlertContentError"]'
+#: Anything that says "still working": the status widget ("Running..."), a spinner, stale elements.
+BUSY = '[data-testid="stStatusWidget"], [data-testid="stSpinner"], [data-stale="true"]'
+
+# Every image has decoded, every Plotly chart has drawn its SVG, every Graphviz chart its SVG.
+FIGURES_DRAWN_JS = """() => {
+    const main = document.querySelector('[data-testid="stMain"]');
+    if (!main) return false;
+    const images = [...main.querySelectorAll('[data-testid="stImage"] img')];
+    const plots = [...main.querySelectorAll('.js-plotly-plot')];
+    const graphs = [...main.querySelectorAll('[data-testid="stGraphVizChart"]')];
+    return images.every(img => img.complete && img.naturalWidth > 0)
+        && plots.every(p => p.querySelector('svg.main-svg') !== null)
+        && graphs.every(g => g.querySelector('svg') !== null);
+}"""
+
+# The main area and the sidebar scroll inside their own containers, so a "full page" screenshot of the
+# document would only show the viewport: this returns the height that shows both whole.
+CONTENT_HEIGHT_JS = """() => {
+    const heights = [document.documentElement.scrollHeight];
+    for (const id of ['stMain', 'stSidebarContent']) {
+        const el = document.querySelector(`[data-testid="${id}"]`);
+        if (el) heights.push(el.scrollHeight);
+    }
+    return Math.max(...heights);
+}"""
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        return sock.getsockname()[1]
+
+
+def _healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+            return response.status == 200 and response.read().decode().strip() == "ok"
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def _log_tail(chars: int = 3000) -> str:
+    try:
+        return SERVER_LOG.read_text(errors="replace")[-chars:]
+    except OSError:
+        return "(no server log)"
+
+
+@pytest.fixture(scope="module")
+def server():
+    """``streamlit run app.py`` on a free loopback port; yields the base URL; always stopped."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    port = _free_port()
+    url = f"http://{HOST}:{port}"
+    command = [
+        sys.executable, "-m", "streamlit", "run", "app.py",
+        f"--server.port={port}",
+        f"--server.address={HOST}",
+        "--server.headless=true",
+        "--browser.gatherUsageStats=false",
+        "--server.fileWatcherType=none",
+    ]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    with open(SERVER_LOG, "wb") as log:
+        process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
+        try:
+            deadline = time.monotonic() + SERVER_START_S
+            while not _healthy(url):
+                if process.poll() is not None:
+                    pytest.fail(f"streamlit exited with {process.returncode}:\n{_log_tail()}")
+                if time.monotonic() > deadline:
+                    pytest.fail(f"streamlit not healthy after {SERVER_START_S} s:\n{_log_tail()}")
+                time.sleep(0.5)
+            yield url
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=15)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_api.sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+_SESSIONS = {"opened": 0}  # browser sessions opened on this module's server
+
+
+@pytest.fixture
+def page(browser):
+    """A fresh context (a new Streamlit session) and page for each test."""
+    _SESSIONS["opened"] += 1
+    context = browser.new_context(viewport=VIEWPORT)
+    context.set_default_timeout(PAGE_LOAD_S * 1000)
+    try:
+        yield context.new_page()
+    finally:
+        context.close()
+
+
+def wait_idle(page, timeout_s: float = PAGE_LOAD_S) -> None:
+    """Until nothing has looked busy (status widget, spinner, stale element) for IDLE_QUIET_S."""
+    deadline = time.monotonic() + timeout_s
+    quiet_since = None
+    while True:
+        now = time.monotonic()
+        if page.locator(BUSY).count() == 0:
+            quiet_since = quiet_since or now
+            if now - quiet_since >= IDLE_QUIET_S:
+                return
+        else:
+            quiet_since = None
+        if now > deadline:
+            raise AssertionError(f"the app was still busy after {timeout_s} s ({page.url})")
+        page.wait_for_timeout(250)
+
+
+def wait_figures(page, deadline: float) -> None:
+    """Until the main area shows at least one figure and every figure there has drawn."""
+    page.locator(FIGURES).first.wait_for(state="visible", timeout=max(1.0, deadline - time.monotonic()) * 1000)
+    page.wait_for_function(FIGURES_DRAWN_JS, timeout=max(1.0, deadline - time.monotonic()) * 1000)
+
+
+def open_page(page, url: str, needs_figure: bool) -> None:
+    deadline = time.monotonic() + PAGE_LOAD_S
+    page.goto(url, wait_until="domcontentloaded")
+    # The page's own title (or the error that replaced the page), then the sidebar's class box.
+    page.locator(f"{MAIN} h1, {ERRORS}").first.wait_for(state="visible")
+    page.locator(f'{SIDEBAR} [data-testid="stSelectbox"]').first.wait_for(state="visible")
+    wait_idle(page, timeout_s=max(1.0, deadline - time.monotonic()))
+    if needs_figure:
+        wait_figures(page, deadline)
+        wait_idle(page, timeout_s=max(1.0, deadline - time.monotonic()))
+
+
+def assert_no_errors(page) -> None:
+    """No exception box, no error box (app.py turns page failures into one), no traceback anywhere."""
+    problems = []
+    exceptions = page.locator('[data-testid="stException"]')
+    if exceptions.count():
+        problems.append(f"stException: {exceptions.first.inner_text()[:1500]}")
+    errors = page.locator('[data-testid="stAlertContentError"]')
+    for i in range(errors.count()):
+        problems.append(f"error box: {errors.nth(i).inner_text()[:500]}")
+    if "Traceback" in page.locator("body").inner_text():
+        problems.append("the text 'Traceback' is on the page")
+    assert not problems, f"{page.url}:\n" + "\n".join(problems) + f"\n--- server log tail ---\n{_log_tail()}"
+
+
+def screenshot(page, name: str) -> Path:
+    """The whole main area and sidebar: grow the viewport to the content, then shoot the full page."""
+    height = min(int(page.evaluate(CONTENT_HEIGHT_JS)), 16000)
+    page.set_viewport_size({"width": VIEWPORT["width"], "height": max(VIEWPORT["height"], height)})
+    page.wait_for_timeout(700)  # let charts settle after the resize
+    path = SCREENSHOTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    page.set_viewport_size(VIEWPORT)
+    return path
+
+
+def nav_titles(page) -> list[str]:
+    """The sidebar's page links, without their icon names."""
+    links = page.locator(f'{SIDEBAR} [data-testid="stPageLink-NavLink"]').all_inner_texts()
+    return [text.strip().splitlines()[-1].strip() for text in links]
+
+
+def first_image_src(page) -> str | None:
+    image = page.locator(f'{MAIN} [data-testid="stImage"] img').first
+    return image.get_attribute("src") if image.count() else None
+
+
+def test_first_visit_by_deep_link(server, page):
+    """The first visitor after a server start who opens a page's own URL sees the same app.
+
+    Streamlit treats an app with a ``pages/`` folder as an old-style (v1) multipage app until a run of
+    the main script has called ``st.navigation``, and then runs the page alone; the page's own
+    sidebar must give it the same links and layout. This test must be the first session on the server.
+    """
+    if _SESSIONS["opened"] != 1:
+        pytest.skip("needs to be the first browser session on a fresh server: run the whole module")
+    open_page(page, server + PAGES["grad_cam"][0], needs_figure=True)
+    try:
+        assert nav_titles(page) == NAV_TITLES, (
+            "the sidebar does not show the app's page links on a first visit by deep link"
+        )
+        assert_no_errors(page)
+    finally:
+        screenshot(page, "first_visit_grad_cam")
+
+
+@pytest.mark.parametrize("name", list(PAGES))
+def test_page_renders(server, page, name):
+    path, needs_figure = PAGES[name]
+    open_page(page, server + path, needs_figure)
+    try:
+        assert_no_errors(page)
+        assert nav_titles(page) == NAV_TITLES
+        if needs_figure:
+            assert page.locator(FIGURES).count() >= 1, f"{name}: no figure in the main area"
+    finally:
+        screenshot(page, name)
+
+
+def test_grad_cam_follows_the_class(server, page):
+    """Picking another class in the sidebar redraws the Grad-CAM maps, without an error."""
+    open_page(page, server + PAGES["grad_cam"][0], needs_figure=True)
+    before = first_image_src(page)
+    assert before, "the Grad-CAM page shows no image"
+    assert "tiger cat" not in page.locator(f"{MAIN} h3").first.inner_text()
+
+    # A Streamlit selectbox is a combobox: click it, type to filter, Enter picks the first match.
+    class_box = page.locator(SIDEBAR).get_by_role("combobox", name="Class to explain")
+    assert "tiger cat" not in class_box.input_value()
+    class_box.click()
+    page.keyboard.press("ControlOrMeta+A")
+    page.keyboard.type("tiger cat")
+    page.get_by_role("option").filter(has_text="tiger cat").first.wait_for(state="visible", timeout=10_000)
+    page.keyboard.press("Enter")
+
+    deadline = time.monotonic() + PAGE_LOAD_S
+    page.wait_for_function(
+        """before => {
+            const img = document.querySelector('[data-testid="stMain"] [data-testid="stImage"] img');
+            return img !== null && img.getAttribute('src') !== before;
+        }""",
+        arg=before,
+        timeout=PAGE_LOAD_S * 1000,
+    )
+    wait_idle(page, timeout_s=max(1.0, deadline - time.monotonic()))
+    wait_figures(page, deadline)
+    try:
+        assert "tiger cat" in class_box.input_value(), "the selectbox does not show the new class"
+        assert "tiger cat" in page.locator(f"{MAIN} h3").first.inner_text(), "the heading does not name the new class"
+        assert first_image_src(page) != before
+        assert_no_errors(page)
+    finally:
+        screenshot(page, "grad_cam_tiger_cat")
