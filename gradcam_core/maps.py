@@ -11,7 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["normalize", "overlay", "to_image", "upsample"]
+__all__ = ["correlation", "normalize", "overlay", "to_image", "upsample"]
 
 
 def upsample(m: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -50,6 +50,21 @@ def normalize(m: torch.Tensor) -> torch.Tensor:
     span = flat.max(dim=1, keepdim=True).values - low
     scaled = torch.where(span > 0, (flat - low) / span.clamp(min=torch.finfo(m.dtype).tiny), 0.0)
     return scaled.reshape(m.shape)
+
+
+def correlation(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Pearson's correlation of two maps of one shape, over all their cells; NaN if one is constant.
+
+    Example:
+        >>> correlation(torch.tensor([0.0, 1.0, 2.0]), torch.tensor([1.0, 3.0, 5.0]))
+        1.0
+    """
+    a, b = torch.as_tensor(a).detach().double().flatten(), torch.as_tensor(b).detach().double().flatten()
+    if a.shape != b.shape:
+        raise ValueError(f"Maps of {a.numel()} and {b.numel()} cells cannot be compared cell by cell.")
+    a, b = a - a.mean(), b - b.mean()
+    spread = a.norm() * b.norm()
+    return float((a @ b) / spread) if spread > 0 else float("nan")
 
 
 def to_image(m: torch.Tensor, contrast: float = 0.1) -> np.ndarray:

@@ -11,11 +11,8 @@ from ui.source import show_code
 
 def agreement(cam: torch.Tensor, grad_cam: torch.Tensor) -> tuple[torch.Tensor, float, float]:
     """The difference of the normalized maps, its largest size, and their correlation."""
-    a, b = gc.normalize(cam), gc.normalize(grad_cam)
-    difference = a - b
-    stacked = torch.stack([a.flatten(), b.flatten()]).double()
-    r = float(torch.corrcoef(stacked)[0, 1]) if stacked.std(dim=1).min() > 0 else float("nan")
-    return difference, float(difference.abs().max()), r
+    difference = gc.normalize(cam) - gc.normalize(grad_cam)
+    return difference, float(difference.abs().max()), gc.maps.correlation(cam, grad_cam)
 
 
 selection = widgets.sidebar()

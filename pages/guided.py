@@ -2,7 +2,6 @@
 
 import numpy as np
 import streamlit as st
-import torch
 from PIL import Image
 
 import gradcam_core as gc
@@ -21,11 +20,6 @@ def options_ui(selection: widgets.Selection) -> tuple[str, int, bool]:
         counterfactual = st.toggle("Counterfactual", key="guided_counterfactual",
                                    help="Negate the gradients: show what speaks AGAINST each class.")
     return layer, other, counterfactual
-
-
-def correlation(a: torch.Tensor, b: torch.Tensor) -> float:
-    stacked = torch.stack([a.flatten(), b.flatten()]).double()
-    return float(torch.corrcoef(stacked)[0, 1]) if stacked.std(dim=1).min() > 0 else float("nan")
 
 
 def class_column(selection: widgets.Selection, result: Result, layer: str, target: int) -> None:
@@ -72,8 +66,8 @@ for column, result, target in zip(st.columns(2), results, targets):
     with column:
         class_column(selection, result, layer, target)
 
-guided_r = correlation(results[0].guided[0], results[1].guided[0])
-cam_r = correlation(results[0].cams[layer][0], results[1].cams[layer][0])
+guided_r = gc.maps.correlation(results[0].guided[0], results[1].guided[0])
+cam_r = gc.maps.correlation(results[0].cams[layer][0], results[1].cams[layer][0])
 st.info(
     f"Between the two classes, the guided backprop pictures correlate at **r = {guided_r:.2f}**, the Grad-CAM "
     f"maps at **r = {cam_r:.2f}**. Guided backprop alone hardly tells the classes apart; "

@@ -221,3 +221,20 @@ def test_overlay_on_a_real_grad_cam(efficientnet, cat_dog_x):
     out = gc.overlay(picture, r.maps["layer4"][0])
     assert out.shape == picture.shape and out.dtype == np.uint8
     assert not np.array_equal(out, picture)
+
+
+# --------------------------------------------------------------------------------------------
+# correlation
+# --------------------------------------------------------------------------------------------
+
+
+def test_correlation_by_hand():
+    # a = (0, 1, 2), b = (1, 0, 2): centred (-1, 0, 1) and (0, -1, 1); dot 1, norms sqrt(2) and sqrt(2)
+    assert gc.maps.correlation(torch.tensor([0.0, 1.0, 2.0]), torch.tensor([1.0, 0.0, 2.0])) == pytest.approx(0.5)
+    assert gc.maps.correlation(torch.eye(3), -torch.eye(3)) == pytest.approx(-1.0)
+
+
+def test_correlation_of_a_constant_map_is_nan_and_shapes_must_match():
+    assert np.isnan(gc.maps.correlation(torch.zeros(4, 4), torch.rand(4, 4)))
+    with pytest.raises(ValueError, match="cell by cell"):
+        gc.maps.correlation(torch.zeros(4, 4), torch.zeros(5, 5))
