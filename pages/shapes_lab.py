@@ -83,7 +83,7 @@ def log_ui(log: TrainingLog) -> None:
     st.success(
         f"After {log.epochs} epochs: {log.accuracy[-1]:.0%} of held-out pictures classified right, and the CAM's "
         f"peak falls on the object in {log.pointing[-1]:.0%} of them, although the network was only ever told "
-        "*which* shape, never *where*. Pick **Shapes: the GAP network you trained** in the sidebar to explore it "
+        "*which* shape, never *where*. Pick **Shapes: GAP, trained by you** in the sidebar to explore it "
         "on the other pages."
     )
 

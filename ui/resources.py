@@ -23,11 +23,11 @@ _CACHED_RESULTS = 64
 
 #: Label shown for each model name.
 MODEL_LABELS = {
-    "efficientnet_lite0": "EfficientNet-Lite0 (ImageNet, offline)",
+    "efficientnet_lite0": "EfficientNet-Lite0 (ImageNet)",
     "resnet34": "ResNet34 (ImageNet)",
-    "shapes_gap": "Shapes: conv -> GAP -> linear",
-    "shapes_fc": "Shapes: conv -> flatten -> MLP",
-    "shapes_gap_trained": "Shapes: the GAP network you trained",
+    "shapes_gap": "Shapes: GAP head",
+    "shapes_fc": "Shapes: MLP head",
+    "shapes_gap_trained": "Shapes: GAP, trained by you",
 }
 IMAGENET_MODELS = ("efficientnet_lite0", "resnet34")
 
