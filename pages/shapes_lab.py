@@ -99,6 +99,7 @@ st.markdown(
 epochs, images, seed = settings_ui()
 if st.button("Train a fresh GAP network", type="primary", key="lab_train"):
     st.session_state["training_log"] = train_ui(epochs, images, seed, selection.cmap)
+    st.rerun()  # so the sidebar lists the new network
 if "training_log" in st.session_state:
     log_ui(st.session_state["training_log"])
 else:

@@ -194,4 +194,8 @@ def test_a_short_training_run_finishes_and_becomes_a_model_choice():
     at.button(key="lab_train").click().run()
     assert not problems(at)
     assert any("After 1 epochs" in s.value for s in at.success)
-    assert "shapes_gap_trained" in at.selectbox(key="widget:model").options
+    assert "Shapes: GAP, trained by you" in at.selectbox(key="widget:model").options
+    at.selectbox(key="widget:model").set_value("shapes_gap_trained").run()
+    at.switch_page("pages/cam.py").run()
+    assert not problems(at) and not at.error
+    assert {m.label for m in at.metric} >= {"Box IoU", "Pointing game"}

@@ -136,10 +136,13 @@ def colorize(m: torch.Tensor, cmap: str, value_range: tuple[float, float] | None
 
 
 def with_boxes(rgb: np.ndarray, boxes: Sequence[tuple[tuple[float, float, float, float], str]], scale: float) -> np.ndarray:
-    """Draw ``(box, colour)`` outlines, boxes as (x0, y0, x1, y1) in model pixels scaled by ``scale``."""
+    """Draw ``(box, colour)`` outlines, boxes as (x0, y0, x1, y1) in model pixels, ends exclusive,
+    scaled by ``scale``; an empty box draws nothing."""
     image = Image.fromarray(rgb)
     draw = ImageDraw.Draw(image)
     for (x0, y0, x1, y1), colour in boxes:
+        if x1 <= x0 or y1 <= y0:
+            continue
         draw.rectangle([x0 * scale, y0 * scale, x1 * scale - 1, y1 * scale - 1], outline=colour, width=3)
     return np.asarray(image)
 
