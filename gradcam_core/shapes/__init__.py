@@ -7,11 +7,16 @@ objects are. Here that is checked on a laptop CPU, against ground truth:
 Example:
     >>> import gradcam_core as gc
     >>> from gradcam_core import shapes, metrics
-    >>> batch = shapes.render(1, seed=7)                 # pictures, labels, masks, boxes
+    >>> batch = shapes.render(1, seed=7)       # pictures (uint8 RGB), images, labels, masks, boxes
     >>> clf = gc.load_model("shapes_gap")
     >>> cam = gc.CAM(clf.module, layer=clf.cam_layer, fc=clf.fc)(batch.images, target=batch.labels)
-    >>> box = metrics.box_from_map(cam.maps["layer4"][0], (64, 64))
-    >>> metrics.box_iou(box, batch.boxes[0]), metrics.pointing_game(cam.maps["layer4"][0], batch.masks[0])
+    >>> m = cam.maps["layer4"][0]
+    >>> box = metrics.box_from_map(m, (64, 64), threshold=0.5)
+    >>> box, batch.boxes[0].tolist()
+    ((20, 0, 48, 31), [18, 5, 50, 36])
+    >>> round(metrics.box_iou(box, batch.boxes[0]), 2), metrics.pointing_game(m, batch.masks[0])
+    (0.64, True)
+    >>> picture = gc.overlay(batch.pictures[0], m)       # (64, 64, 3) uint8, the map over the picture
 
 Command line: ``python -m gradcam_core.shapes train`` and ``python -m gradcam_core.shapes evaluate``.
 """
@@ -31,6 +36,7 @@ from .data import (
 )
 from .evaluation import (
     EVALUATION_SEED,
+    TIGHT_THRESHOLD,
     Localization,
     NetworkEvaluation,
     centre_baseline,
@@ -48,7 +54,14 @@ from .networks import (
     shapes_classifier,
     weights_file,
 )
-from .training import DEFAULT_EPOCHS, DEFAULT_TRAIN_SIZE, VALIDATION_SEED, EpochCallback, held_out_metrics, train
+from .training import (
+    DEFAULT_EPOCHS,
+    DEFAULT_TRAIN_SIZE,
+    VALIDATION_SEED,
+    EpochCallback,
+    held_out_metrics,
+    train,
+)
 
 __all__ = [
     "CLASSES",
@@ -60,6 +73,7 @@ __all__ = [
     "NETWORKS",
     "STAGES",
     "STD",
+    "TIGHT_THRESHOLD",
     "VALIDATION_SEED",
     "EpochCallback",
     "Localization",

@@ -10,11 +10,11 @@ A picture is built in layers, each there to take a shortcut away from the classi
 
 1. a gradient between two muted colours, so brightness and hue say nothing about the class;
 2. a texture (a sine grating or smooth blotches), so edges are everywhere, not only on the object;
-3. thin distractor strokes (lines, polylines, arcs) that belong to no class, so "has a straight
-   edge" or "has a curve" is not enough;
+3. one to four thin distractor strokes (lines, polylines, arcs) that belong to no class, so "has
+   a straight edge" or "has a curve" is not enough;
 4. the object, filled with a colour chosen to stand out from the background beneath it (any
-   colour, the strokes' colours included), at a random size, position and rotation, always whole
-   inside the picture;
+   colour, the strokes' colours included), 24 to 40 pixels across, anywhere as long as it is whole
+   inside the picture, upright but tilted by up to 20 degrees;
 5. pixel noise over everything.
 
 Shapes are drawn at 4x and box-filtered down, so their edges are antialiased; the mask is the
@@ -57,12 +57,15 @@ STD = (0.2, 0.2, 0.2)
 
 # Drawing at this many times the resolution, then averaging, antialiases the edges.
 _SUPERSAMPLE = 4
-# The object's circumradius in pixels: its width is from a third to two thirds of the picture's.
-_RADIUS_RANGE = (10.0, 22.0)
+# The object's circumradius in pixels: it spans from 3/8 to 5/8 of the picture's width.
+_RADIUS_RANGE = (12.0, 20.0)
 # Minimum RGB distance between the object's colour and the mean background beneath it.
 _MIN_CONTRAST = 90.0
-# Shapes stand upright, tilted by at most this angle either way (radians).
-_MAX_TILT = math.pi
+# How many distractor strokes a picture has, at least and at most.
+_STROKES = (1, 4)
+# Shapes stand upright, tilted by at most this angle either way (radians). Free rotation would
+# make the classes take several minutes of CPU to learn instead of one.
+_MAX_TILT = math.radians(20)
 
 
 @dataclass(frozen=True)
@@ -93,12 +96,15 @@ def render(n: int, seed: int) -> ShapesBatch:
 
     Example:
         >>> batch = render(1, seed=7)
-        >>> CLASSES[batch.labels[0]], batch.boxes[0].tolist()      # a class and (x0, y0, x1, y1)
+        >>> CLASSES[batch.labels[0]], batch.boxes[0].tolist()      # (x0, y0, x1, y1)
+        ('triangle', [18, 5, 50, 36])
     """
     if n < 1:
         raise ValueError(f"n must be at least 1, got {n}.")
     labels = [(seed + index) % len(CLASSES) for index in range(n)]
-    drawn = [_draw(CLASSES[label], np.random.default_rng([seed, index])) for index, label in enumerate(labels)]
+    drawn = [
+        _draw(CLASSES[label], np.random.default_rng([seed, index])) for index, label in enumerate(labels)
+    ]
     pictures = np.stack([picture for picture, _ in drawn])
     masks = torch.from_numpy(np.stack([mask for _, mask in drawn]))
     return ShapesBatch(pictures, torch.tensor(labels, dtype=torch.long), masks, boxes_from_masks(masks))
@@ -113,7 +119,10 @@ def render_backgrounds(n: int, seed: int) -> np.ndarray:
     if n < 1:
         raise ValueError(f"n must be at least 1, got {n}.")
     return np.stack(
-        [_with_noise(_cluttered_background(rng), rng) for rng in (np.random.default_rng([seed, i, 1]) for i in range(n))]
+        [
+            _with_noise(_cluttered_background(rng), rng)
+            for rng in (np.random.default_rng([seed, i, 1]) for i in range(n))
+        ]
     )
 
 
@@ -181,7 +190,7 @@ def _cluttered_background(rng: np.random.Generator) -> np.ndarray:
     # coverage. Box-filtering the colours gives coverage-weighted colours, ready to composite.
     colours, coverage = Image.new("RGB", (size, size)), Image.new("L", (size, size))
     colour_pen, coverage_pen = ImageDraw.Draw(colours), ImageDraw.Draw(coverage)
-    for _ in range(rng.integers(2, 7)):
+    for _ in range(rng.integers(_STROKES[0], _STROKES[1] + 1)):
         draw_stroke = _random_stroke(rng)
         draw_stroke(colour_pen, tuple(rng.integers(0, 256, size=3).tolist()))
         draw_stroke(coverage_pen, 255)

@@ -3,16 +3,20 @@
 The body has four stages, named as on the ImageNet models so that every lesson can say
 ``layer1`` .. ``layer4``. For a 64x64 picture:
 
-========  ==========================================  ===============
-stage     layers                                      output
-========  ==========================================  ===============
-layer1    conv 3x3 stride 2, BatchNorm, ReLU           16 x 32 x 32
-layer2    conv 3x3, BatchNorm, ReLU, max-pool 2        32 x 16 x 16
-layer3    conv 3x3, BatchNorm, ReLU, max-pool 2        64 x  8 x  8
-layer4    conv 3x3, BatchNorm, ReLU                   128 x  8 x  8
-========  ==========================================  ===============
+========  ================================================  ===============
+stage     layers                                            output
+========  ================================================  ===============
+layer1    conv 3x3 stride 2, BatchNorm, ReLU                 16 x 32 x 32
+layer2    conv 3x3, BatchNorm, ReLU, max-pool 2              32 x 16 x 16
+layer3    conv 3x3, BatchNorm, ReLU, max-pool 2              64 x  8 x  8
+layer4    conv 3x3, BatchNorm, ReLU, 3x3 average (stride 1) 128 x  8 x  8
+========  ================================================  ===============
 
-Each ``layer4`` cell sees 37x37 pixels, about the size of the largest object.
+``layer4``'s convolution sees 37x37 pixels, about the size of the largest object. Its closing 3x3
+average (zero-padded) makes each cell pool its neighbours' evidence. A flat shape's evidence lies
+on its edges, so without it CAM's maximum often sits on one edge, a pixel outside the object (a
+pointing game below 90% in our trials); with it, the maximum falls where several edges' evidence
+meets, inside (near 98%). The logits stay exactly ``fc(GAP(layer4))``, so CAM still applies.
 
 * :class:`ShapesGAP`: ``layer4 -> global average pooling -> fc``, the architecture CAM needs:
   the logits are exactly ``fc(GAP(layer4))``.
@@ -53,23 +57,26 @@ _LAST_SIDE = IMAGE_SIZE // 8
 _HIDDEN = 32
 
 _DESCRIPTIONS = {
-    "shapes_gap": "Shapes lab CNN: four conv stages -> global average pooling -> one linear layer (CAM applies)",
-    "shapes_fc": "Shapes lab CNN: the same four conv stages -> flatten -> linear -> ReLU -> linear (CAM does not apply)",
+    "shapes_gap": "Shapes lab CNN: four conv stages -> global average pooling -> one linear layer "
+    "(CAM applies)",
+    "shapes_fc": "Shapes lab CNN: the same four conv stages -> flatten -> linear -> ReLU -> linear "
+    "(CAM does not apply)",
 }
 # The head layer named as ``Classifier.fc``: for shapes_fc, the layer that takes the flattened maps,
 # so that CAM's refusal says "this head flattens the feature maps".
 _FC_NAMES = {"shapes_gap": "fc", "shapes_fc": "fc1"}
 
 
-def _stage(in_channels: int, out_channels: int, stride: int = 1, pool: bool = False) -> nn.Sequential:
+def _stage(
+    in_channels: int, out_channels: int, stride: int = 1, closing: nn.Module | None = None
+) -> nn.Sequential:
+    """conv 3x3 (no bias: BatchNorm adds one), BatchNorm, ReLU, then ``closing`` if given."""
     layers = [
         nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False),
         nn.BatchNorm2d(out_channels),
         nn.ReLU(inplace=True),
     ]
-    if pool:
-        layers.append(nn.MaxPool2d(2))
-    return nn.Sequential(*layers)
+    return nn.Sequential(*layers, *([closing] if closing else []))
 
 
 class ShapesBody(nn.Module):
@@ -79,9 +86,14 @@ class ShapesBody(nn.Module):
         super().__init__()
         c1, c2, c3, c4 = _WIDTHS
         self.layer1 = _stage(3, c1, stride=2)
-        self.layer2 = _stage(c1, c2, pool=True)
-        self.layer3 = _stage(c2, c3, pool=True)
-        self.layer4 = _stage(c3, c4)
+        self.layer2 = _stage(c1, c2, closing=nn.MaxPool2d(2))
+        self.layer3 = _stage(c2, c3, closing=nn.MaxPool2d(2))
+        self.layer4 = _stage(c3, c4, closing=nn.AvgPool2d(3, stride=1, padding=1))
+        # He initialization, as torchvision's ResNet: training leaves its first plateau sooner
+        # than from PyTorch's default, and the one-minute run ends more accurate.
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """``(N, 3, 64, 64)`` normalized pictures -> ``(N, 128, 8, 8)`` ``layer4`` maps."""
@@ -115,7 +127,8 @@ class ShapesFC(ShapesBody):
 
 
 def build_network(name: str) -> ShapesBody:
-    """A freshly initialized ``"shapes_gap"`` or ``"shapes_fc"`` (torch's default initialization)."""
+    """A freshly initialized ``"shapes_gap"`` or ``"shapes_fc"``, from torch's global random state
+    (seed it, or fork it as :func:`~gradcam_core.shapes.train` does, for the same weights)."""
     if name == "shapes_gap":
         return ShapesGAP()
     if name == "shapes_fc":
@@ -130,8 +143,9 @@ def weights_file(name: str, directory: Path | None = None) -> Path:
     return (directory or Path(__file__).resolve().parents[2] / "assets" / "models") / f"{name}.pt"
 
 
-def shapes_classifier(name: str, module: ShapesBody, description: str) -> Classifier:
-    """Wrap a shapes network in a :class:`~gradcam_core.models.Classifier`, as ``load_model`` does."""
+def shapes_classifier(name: str, module: ShapesBody, weights: str) -> Classifier:
+    """Wrap a shapes network in a :class:`~gradcam_core.models.Classifier`, as ``load_model`` does;
+    ``weights`` says where they come from, for the description."""
     return Classifier(
         name=name,
         module=module,
@@ -142,7 +156,7 @@ def shapes_classifier(name: str, module: ShapesBody, description: str) -> Classi
         input_size=(IMAGE_SIZE, IMAGE_SIZE),
         mean=MEAN,
         std=STD,
-        description=description,
+        description=f"{_DESCRIPTIONS[name]}, {weights}",
     )
 
 
@@ -164,15 +178,12 @@ def load_shapes_model(name: str, pretrained: bool = True, weights_dir: Path | No
         ('layer4', 'fc', 'circle')
     """
     module = build_network(name)
-    description = _DESCRIPTIONS[name]
-    if pretrained:
-        path = weights_file(name, weights_dir)
-        if not path.is_file():
-            raise WeightsUnavailableError(
-                f"{path} is missing; `python -m gradcam_core.shapes train` writes it in a few minutes."
-            )
-        module.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-        description += ", trained on the shapes data set"
-    else:
-        description += ", random weights"
-    return shapes_classifier(name, module.eval(), description)
+    if not pretrained:
+        return shapes_classifier(name, module.eval(), "random weights")
+    path = weights_file(name, weights_dir)
+    if not path.is_file():
+        raise WeightsUnavailableError(
+            f"{path} is missing; `python -m gradcam_core.shapes train` writes it in a few minutes."
+        )
+    module.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    return shapes_classifier(name, module.eval(), "trained on the shapes data set")
