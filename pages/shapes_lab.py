@@ -91,8 +91,8 @@ def log_ui(log: TrainingLog) -> None:
 selection = widgets.sidebar()
 st.title("Shapes lab: train it yourself")
 st.markdown(
-    f"Each picture holds one {', '.join(shapes.CLASSES[:-1])} or {shapes.CLASSES[-1]}, of any size, colour and "
-    "place, on clutter. A small network with a GAP head learns to name the shape from labels alone. "
+    f"Each picture holds one {', '.join(shapes.CLASSES[:-1])} or {shapes.CLASSES[-1]}, 24 to 40 pixels across, "
+    "of any colour and place, on clutter. A small network with a GAP head learns to name the shape from labels alone. "
     "Below, the CAM of one held-out picture is redrawn after every epoch: watch the network learn *where* "
     "the shape is, and see the pointing game (is the map's peak on the object?) climb with the accuracy."
 )

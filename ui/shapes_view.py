@@ -6,7 +6,7 @@ import streamlit as st
 import torch
 
 import gradcam_core as gc
-from gradcam_core import metrics
+from gradcam_core import metrics, shapes
 
 from . import figures, resources, widgets
 
@@ -19,6 +19,7 @@ def localization_ui(selection: widgets.Selection, m: torch.Tensor, method: str =
     mask, truth = batch.masks[0], tuple(batch.boxes[0].tolist())
     found = metrics.box_from_map(m, tuple(mask.shape))
     iou = metrics.box_iou(found, truth)
+    tight_iou = metrics.box_iou(metrics.box_from_map(m, tuple(mask.shape), threshold=shapes.TIGHT_THRESHOLD), truth)
     hit = metrics.pointing_game(m, mask)
     scale = selection.picture.image.width / mask.shape[1]
     boxed = figures.with_boxes(gc.overlay(selection.rgb, m, selection.cmap, selection.alpha),
@@ -26,7 +27,11 @@ def localization_ui(selection: widgets.Selection, m: torch.Tensor, method: str =
     caption = (f"green: the true box; yellow: the box around {method}'s largest region above 15% of its peak"
                if any(found) else f"green: the true box; {method} is zero everywhere, so it draws no box")
     st.image(boxed, caption=caption, width="stretch")
-    left, right = st.columns(2)
+    left, middle, right = st.columns(3)
     left.metric("Box IoU", f"{iou:.2f}", "a hit (> 0.5)" if iou > 0.5 else "a miss (<= 0.5)",
-                delta_color="normal" if iou > 0.5 else "inverse")
+                delta_color="normal" if iou > 0.5 else "inverse",
+                help="The Grad-CAM paper's protocol: the box around the map's largest region above 15% of its peak.")
+    middle.metric("IoU at 50% of the peak", f"{tight_iou:.2f}",
+                  help="An 8x8 map blown up to the picture spreads past the object, so the 15% box is loose; "
+                       "a 50% threshold gives a tighter box.")
     right.metric("Pointing game", "hit" if hit else "miss", help="Is the map's maximum inside the object?")
