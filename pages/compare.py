@@ -19,11 +19,11 @@ selection = widgets.sidebar()
 clf = selection.clf
 st.title("CAM vs Grad-CAM")
 st.markdown(
-    f"At the last convolutional layer of a network whose head is global average pooling and one linear "
-    f"layer, $y^c = \\sum_k w_k^c \\frac{{1}}{{Z}}\\sum_{{ij}} A^k_{{ij}}$, so "
-    f"$\\partial y^c / \\partial A^k_{{ij}} = w_k^c / Z$ everywhere and Grad-CAM's $\\alpha_k^c$ is CAM's "
-    f"$w_k^c$ divided by $Z$: after normalization the two maps are the same. At any other layer only "
-    f"Grad-CAM applies."
+    "At the last convolutional layer of a network whose head is global average pooling and one linear "
+    "layer, $y^c = \\sum_k w_k^c \\frac{1}{Z}\\sum_{ij} A^k_{ij}$, so "
+    "$\\partial y^c / \\partial A^k_{ij} = w_k^c / Z$ everywhere and Grad-CAM's $\\alpha_k^c$ is CAM's "
+    "$w_k^c$ divided by $Z$: after normalization the two maps are the same. At any other layer only "
+    "Grad-CAM applies."
 )
 st.latex(r"\alpha_k^c = \frac{1}{Z}\sum_{ij}\frac{\partial y^c}{\partial A^k_{ij}} = \frac{w_k^c}{Z}"
          r"\quad\Rightarrow\quad L^c_{\text{Grad-CAM}} = \frac{1}{Z}\,L^c_{\text{CAM}}")

@@ -146,7 +146,7 @@ class LayerExplainer:
             check_outputs(activations, self.layers)
             targets = resolve_targets(target, logits)
             weights = self._weights(activations, logits, targets)
-            return self._result(activations, weights, logits, targets, x)
+            return self._result(activations, weights, logits, targets)
 
     def _weights(
         self, activations: dict[str, torch.Tensor], logits: torch.Tensor, targets: torch.Tensor
@@ -154,7 +154,7 @@ class LayerExplainer:
         """Layer name -> ``(N, K)`` weight of each of the layer's ``K`` channels."""
         raise NotImplementedError
 
-    def _result(self, activations, weights, logits, targets, x) -> Result:
+    def _result(self, activations, weights, logits, targets) -> Result:
         activations = {name: a.detach() for name, a in activations.items()}
         maps = {name: weighted_sum(weights[name], activations[name]) for name in self.layers}
         return Result(maps, logits.detach(), targets, weights, activations)

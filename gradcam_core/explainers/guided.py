@@ -76,7 +76,7 @@ class GuidedGradCAM(GradCAM):
             )
             guided = guided_gradients(score, x, relu_outputs)
         weights = self._alphas(gradients)
-        cams = super()._result(activations, weights, logits, targets, x)
+        cams = self._result(activations, weights, logits, targets)
         size = tuple(x.shape[-2:])
         maps = {name: guided * upsample(cams.maps[name], size).unsqueeze(1) for name in self.layers}
         return Result(
