@@ -1,7 +1,9 @@
 """gradcam_core: where a CNN looks when it decides.
 
-Activation maps, CAM, Grad-CAM, Guided Backpropagation and Guided Grad-CAM on PyTorch models,
-through hooks that live for one call and leave the model exactly as it was.
+Every classic explainer of CNN classifiers on one engine (CAM, Grad-CAM and its variants, the
+perturbation methods, the pixel-space gradients) on PyTorch models, through hooks that live for
+one call and leave the model exactly as it was. ``METHODS`` lists them; ``explain`` runs several
+from one forward and one backward pass.
 
 Example:
     >>> import gradcam_core as gc
@@ -9,9 +11,31 @@ Example:
     >>> x = clf.preprocess("assets/images/cat_dog.png")
     >>> r = gc.GradCAM(clf.module, layers=clf.stages)(x, target=243)     # 243: 'bull mastiff'
     >>> picture = gc.overlay(np.asarray(gc.load_image("assets/images/cat_dog.png")), r.maps["layer4"][0])
+    >>> results = gc.explain(clf.module, x, target=243, layers=clf.stages, methods=["grad_cam", "layer_cam"])
 """
 
-from .explainers import CAM, FeatureMaps, GradCAM, GuidedBackprop, GuidedGradCAM, Result
+from .explainers import (
+    CAM,
+    KINDS,
+    METHODS,
+    AblationCAM,
+    Deconvnet,
+    EigenCAM,
+    FeatureMaps,
+    GradCAM,
+    GradCAMPlusPlus,
+    GuidedBackprop,
+    GuidedGradCAM,
+    HiResCAM,
+    LayerCAM,
+    Method,
+    Occlusion,
+    Result,
+    Saliency,
+    ScoreCAM,
+    XGradCAM,
+    explain,
+)
 from .hooks import model_lock
 from .images import load_image
 from .maps import normalize, overlay, to_image, upsample
@@ -19,15 +43,29 @@ from .models import MODELS, Classifier, WeightsUnavailableError, download_weight
 
 __all__ = [
     "CAM",
+    "KINDS",
+    "METHODS",
     "MODELS",
+    "AblationCAM",
     "Classifier",
+    "Deconvnet",
+    "EigenCAM",
     "FeatureMaps",
     "GradCAM",
+    "GradCAMPlusPlus",
     "GuidedBackprop",
     "GuidedGradCAM",
+    "HiResCAM",
+    "LayerCAM",
+    "Method",
+    "Occlusion",
     "Result",
+    "Saliency",
+    "ScoreCAM",
     "WeightsUnavailableError",
+    "XGradCAM",
     "download_weights",
+    "explain",
     "load_image",
     "load_model",
     "model_lock",

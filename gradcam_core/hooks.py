@@ -18,15 +18,16 @@ from torch import nn
 
 __all__ = [
     "GUIDED_ACTIVATIONS",
+    "RECTIFIERS",
     "capture_outputs",
     "capture_activation_outputs",
     "check_layers",
     "exclusive_eval",
-    "guided_gradients",
     "model_lock",
+    "rectified_gradients",
 ]
 
-#: Activation modules whose backward pass guided backpropagation rewrites.
+#: Activation modules whose backward pass guided backpropagation and the deconvnet rewrite.
 GUIDED_ACTIVATIONS = (nn.ReLU, nn.ReLU6)
 
 # Forward hooks are registered on the module itself, so a hook set by one thread also fires in
@@ -141,24 +142,46 @@ def capture_activation_outputs(
             handle.remove()
 
 
-def guided_gradients(
-    score: torch.Tensor, inputs: torch.Tensor, activation_outputs: Sequence[torch.Tensor]
-) -> torch.Tensor:
-    """``d score / d inputs`` with guided backpropagation's rule at each activation output.
+def _guided(grad_inputs, grad_outputs):
+    # relu'(x) * max(grad, 0): the plain gradient through the activation, its negative part cut.
+    return tuple(None if g is None else g.clamp(min=0) for g in grad_inputs)
 
-    A ReLU's backward pass is ``relu'(x) * grad``; guided backpropagation (Springenberg et al.
-    2015) makes it ``relu'(x) * max(grad, 0)``. Clamping the gradient that arrives at the
-    activation's output gives exactly that, since autograd then multiplies it by ``relu'(x)``.
-    The hooks sit on this pass's tensors, not on modules, so in-place activations and modules
-    called twice need no special case, and the model is never touched.
+
+def _deconvnet(grad_inputs, grad_outputs):
+    # max(grad, 0), whatever the forward input was: the activation's own gate is ignored.
+    return tuple(None if g is None else grad_outputs[0].clamp(min=0) for g in grad_inputs)
+
+
+#: The backward rules of the pixel-space methods, as hooks on an activation's autograd node.
+RECTIFIERS = {"guided": _guided, "deconvnet": _deconvnet}
+
+
+def rectified_gradients(
+    score: torch.Tensor,
+    inputs: torch.Tensor,
+    activation_outputs: Sequence[torch.Tensor],
+    rule: str = "guided",
+    retain_graph: bool = False,
+) -> torch.Tensor:
+    """``d score / d inputs`` with a rectifying rule in place of each activation's backward pass.
+
+    A ReLU's backward pass is ``relu'(x) * grad``. Guided backpropagation (Springenberg et al.
+    2015) makes it ``relu'(x) * max(grad, 0)``; the deconvnet (Zeiler and Fergus 2014) makes it
+    ``max(grad, 0)``, forgetting where the forward input was negative. Each rule is a hook on the
+    autograd node of one activation call of this pass (not on a module), removed in ``finally``:
+    in-place activations and modules called twice need no special case, and the model is never
+    touched. ``retain_graph`` keeps the graph for another backward pass over the same forward.
+
+    Example:
+        >>> with capture_activation_outputs(model) as relus:
+        ...     score = model(x)[0, 243]
+        >>> guided = rectified_gradients(score, x, relus, rule="guided")
     """
-    handles = [
-        out.register_hook(lambda grad: grad.clamp(min=0))
-        for out in activation_outputs
-        if out.requires_grad
-    ]
+    hook = RECTIFIERS[rule]
+    nodes = {out.grad_fn for out in activation_outputs if out.grad_fn is not None}
+    handles = [node.register_hook(hook) for node in nodes]
     try:
-        (gradient,) = torch.autograd.grad(score, inputs)
+        (gradient,) = torch.autograd.grad(score, inputs, retain_graph=retain_graph)
     finally:
         for handle in handles:
             handle.remove()

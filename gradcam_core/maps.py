@@ -11,7 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["correlation", "normalize", "overlay", "to_image", "upsample"]
+__all__ = ["correlation", "gate", "normalize", "overlay", "to_image", "upsample"]
 
 
 def upsample(m: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -31,6 +31,18 @@ def upsample(m: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     batch = m.reshape(-1, 1, *shape[-2:]) if m.dim() < 4 else m
     out = F.interpolate(batch.float(), size=tuple(size), mode="bilinear", align_corners=False)
     return out.reshape(*shape[:-2], *out.shape[-2:])
+
+
+def gate(picture: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+    """A pixel-space picture ``(N, C, H, W)`` times the upsampled map ``(N, h, w)`` of each sample.
+
+    How Guided Grad-CAM is made from guided backpropagation and Grad-CAM; any pixel-space method
+    can be gated by any layer map the same way.
+
+    Example:
+        >>> gate(GuidedBackprop(model)(x, 243), GradCAM(model, ["layer4"])(x, 243).maps["layer4"])
+    """
+    return picture * upsample(m, tuple(picture.shape[-2:])).unsqueeze(1)
 
 
 def normalize(m: torch.Tensor) -> torch.Tensor:

@@ -13,17 +13,14 @@ import re
 import threading
 import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 import torchvision
-from PIL import Image
 from torch import nn
 
-from .hooks import exclusive_eval
-from .images import ImageSource, load_image
+from . import shapes
+from .classifier import Classifier, ProgressCallback, WeightsUnavailableError
 
 __all__ = [
     "MODELS",
@@ -34,62 +31,6 @@ __all__ = [
     "load_model",
     "weights_path",
 ]
-
-#: The names :func:`load_model` accepts.
-MODELS = ("resnet34", "efficientnet_lite0", "shapes_gap", "shapes_fc")
-
-ProgressCallback = Callable[[int, int], None]
-
-
-class WeightsUnavailableError(RuntimeError):
-    """Pretrained weights are neither cached nor downloadable (no network)."""
-
-
-@dataclass(frozen=True, eq=False)
-class Classifier:
-    """A CNN classifier and what the explainers and pages need to know about it.
-
-    Attributes:
-        name: the name given to :func:`load_model`.
-        module: the ``nn.Module``, in eval mode.
-        categories: class names, indexed by class.
-        stages: ordered layer names for the layer-by-layer view, early to late.
-        cam_layer: the last convolutional stage, the one followed by global average pooling.
-        fc: the name of the linear head.
-        input_size: ``(H, W)`` that :meth:`preprocess` resizes to.
-        mean, std: per-channel normalization of RGB values in [0, 1].
-        description: one line for people: the architecture and where the weights come from.
-    """
-
-    name: str
-    module: nn.Module
-    categories: list[str]
-    stages: list[str]
-    cam_layer: str
-    fc: str
-    input_size: tuple[int, int]
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
-    description: str
-
-    def preprocess(self, image: ImageSource) -> torch.Tensor:
-        """Any image source -> ``(1, 3, H, W)`` float tensor, normalized as the model was trained.
-
-        The whole picture is resized to ``input_size`` (no crop), so a map upsampled to the
-        picture's own size lines up with it pixel for pixel.
-        """
-        rgb = load_image(image).resize(self.input_size[::-1], Image.BICUBIC)
-        x = torch.from_numpy(np.array(rgb, dtype=np.float32) / 255.0).permute(2, 0, 1)
-        mean = torch.tensor(self.mean).view(3, 1, 1)
-        std = torch.tensor(self.std).view(3, 1, 1)
-        return ((x - mean) / std).unsqueeze(0)
-
-    def predict(self, x: torch.Tensor) -> torch.Tensor:
-        """``(N, classes)`` softmax probabilities, under the model's lock (hooks of concurrent
-        explanations must not see this pass)."""
-        with exclusive_eval(self.module), torch.no_grad():
-            return self.module(x).softmax(dim=1)
-
 
 def imagenet_categories() -> list[str]:
     """The 1000 ImageNet class names, from torchvision's weights metadata (no download)."""
@@ -117,16 +58,9 @@ def load_model(name: str, pretrained: bool = True, progress: ProgressCallback | 
         >>> clf.stages
         ['layer1', 'layer2', 'layer3', 'layer4']
     """
-    if name == "resnet34":
-        classifier = _resnet34(pretrained, progress)
-    elif name == "efficientnet_lite0":
-        classifier = _efficientnet_lite0(pretrained)
-    elif name in ("shapes_gap", "shapes_fc"):
-        from .shapes import load_shapes_model
-
-        classifier = load_shapes_model(name, pretrained)
-    else:
+    if name not in MODELS:
         raise ValueError(f"Unknown model {name!r}; choose one of {', '.join(MODELS)}.")
+    classifier = MODELS[name](pretrained, progress)
     classifier.module.eval()
     return classifier
 
@@ -278,3 +212,16 @@ def _efficientnet_lite0(pretrained: bool) -> Classifier:
         if pretrained
         else "EfficientNet-Lite0 (Tan & Le 2019), random weights",
     )
+
+
+def _shapes(name: str) -> Callable[[bool, ProgressCallback | None], Classifier]:
+    return lambda pretrained, progress: shapes.load_shapes_model(name, pretrained)
+
+
+#: Model name -> ``loader(pretrained, progress)``: the names :func:`load_model` accepts. A new
+#: model is a loader that returns a :class:`Classifier`, and one entry here.
+MODELS: dict[str, Callable[[bool, ProgressCallback | None], Classifier]] = {
+    "resnet34": _resnet34,
+    "efficientnet_lite0": lambda pretrained, progress: _efficientnet_lite0(pretrained),
+    **{name: _shapes(name) for name in shapes.NETWORKS},
+}

@@ -5,7 +5,7 @@ import torch
 
 import gradcam_core as gc
 from gradcam_core.explainers.base import Result
-from ui import figures, resources, shapes_view, widgets
+from ui import figures, shapes_view, widgets
 from ui.source import show_code
 
 TOP_CHANNELS = 8
@@ -34,8 +34,7 @@ def refusal_ui(selection: widgets.Selection, refusal: ValueError) -> None:
             f"different (here `{clf.fc}` is not fed by one average per channel), so there is no $w_k^c$ to "
             "weigh the maps with. Grad-CAM measures the weights as gradients instead, whatever the head."
         )
-    result = resources.grad_cam(selection.model_key, selection.picture.image_id, (clf.cam_layer,), selection.target,
-                                False, clf, selection.x)
+    result = selection.explain(["grad_cam"], [clf.cam_layer])["grad_cam"]
     with right:
         picture = gc.overlay(selection.rgb, result.maps[clf.cam_layer][0], selection.cmap, selection.alpha)
         st.image(picture, caption=f"Grad-CAM at {clf.cam_layer} for '{selection.class_name}'", width="stretch")
@@ -93,7 +92,7 @@ st.latex(r"y^c = \sum_k w_k^c \,\frac{1}{Z}\sum_{i,j} A^k_{ij} \qquad\Longrighta
          r"L^c_{\text{CAM}}(i,j) = \sum_k w_k^c A^k_{ij}")
 
 try:
-    result = resources.cam(selection.model_key, selection.picture.image_id, layer, selection.target, clf, selection.x)
+    result = selection.explain(["cam"], [layer])["cam"]
 except ValueError as refusal:
     refusal_ui(selection, refusal)
 else:

@@ -5,7 +5,7 @@ import torch
 
 import gradcam_core as gc
 from gradcam_core.explainers.cam import CAM
-from ui import figures, resources, widgets
+from ui import figures, widgets
 from ui.source import show_code
 
 
@@ -28,10 +28,9 @@ st.markdown(
 st.latex(r"\alpha_k^c = \frac{1}{Z}\sum_{ij}\frac{\partial y^c}{\partial A^k_{ij}} = \frac{w_k^c}{Z}"
          r"\quad\Rightarrow\quad L^c_{\text{Grad-CAM}} = \frac{1}{Z}\,L^c_{\text{CAM}}")
 layer = widgets.layer_ui(clf, key="compare_layer")
-grad_cam = resources.grad_cam(selection.model_key, selection.picture.image_id, tuple(clf.stages), selection.target,
-                              False, clf, selection.x).maps[layer][0]
+grad_cam = selection.explain(["grad_cam"], clf.stages)["grad_cam"].maps[layer][0]
 try:
-    cam = resources.cam(selection.model_key, selection.picture.image_id, layer, selection.target, clf, selection.x).maps[layer][0]
+    cam = selection.explain(["cam"], [layer])["cam"].maps[layer][0]
 except ValueError as refusal:
     cam = None
     st.warning(f"**CAM does not apply at {layer}.** It says: {refusal}")
@@ -73,5 +72,5 @@ show_code(
     f"grad_cam = gc.GradCAM(clf.module, layers={clf.stages})(x, target={selection.target}).maps['{layer}'][0]\n"
     "difference = gc.normalize(cam) - gc.normalize(grad_cam)",
     CAM._check_head,
-    gc.GradCAM._weights,
+    gc.GradCAM.channel_weights,
 )

@@ -5,7 +5,7 @@ import torch
 
 import gradcam_core as gc
 from gradcam_core.explainers.base import LayerExplainer, weighted_sum
-from ui import figures, resources, widgets
+from ui import figures, widgets
 from ui.source import show_code
 
 
@@ -26,9 +26,7 @@ st.latex(
     r"\qquad L^c_{\text{Grad-CAM}} = \mathrm{ReLU}\Big(\sum_k \alpha_k^c A^k\Big)"
 )
 
-result = resources.grad_cam(
-    selection.model_key, selection.picture.image_id, tuple(clf.stages), selection.target, False, clf, selection.x
-)
+result = selection.explain(["grad_cam"], clf.stages)["grad_cam"]
 maps = {layer: result.maps[layer][0] for layer in clf.stages}
 pictures = [
     (f"{layer} · {m.shape[0]}x{m.shape[1]}", gc.overlay(selection.rgb, m, cmap=selection.cmap, alpha=selection.alpha))
@@ -72,6 +70,6 @@ show_code(
     f'result.maps["{layer}"], result.weights["{layer}"]   # (1, h, w) maps and (1, K) alphas\n'
     f'picture = gc.overlay(rgb, result.maps["{layer}"][0], cmap="{selection.cmap}", alpha={selection.alpha})',
     gc.GradCAM,
-    LayerExplainer.__call__,
+    LayerExplainer.layer_map,
     weighted_sum,
 )

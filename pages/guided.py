@@ -1,13 +1,14 @@
-"""Guided Grad-CAM: guided backpropagation, Grad-CAM and their product, for two classes."""
+"""The pixel-space methods (saliency, guided backprop, deconvnet), and each one gated by Grad-CAM."""
 
 import numpy as np
 import streamlit as st
 from PIL import Image
 
 import gradcam_core as gc
-from gradcam_core.explainers.base import Result
-from ui import figures, resources, widgets
+from ui import figures, widgets
 from ui.source import show_code
+
+PIXEL_METHODS = ["saliency", "guided_backprop", "deconvnet"]
 
 
 def options_ui(selection: widgets.Selection) -> tuple[str, int, bool]:
@@ -22,65 +23,84 @@ def options_ui(selection: widgets.Selection) -> tuple[str, int, bool]:
     return layer, other, counterfactual
 
 
-def class_column(selection: widgets.Selection, result: Result, layer: str, target: int) -> None:
-    name = selection.clf.categories[target]
+def pixel_picture(method: str, picture, size: tuple[int, int]) -> np.ndarray:
+    """Saliency as its strength (max over colours of |gradient|), the others centred on grey."""
+    if method == "saliency":
+        rgb = figures.strength(gc.Saliency.strength(picture[0]))
+    else:
+        rgb = gc.to_image(picture[0])
+    return np.asarray(Image.fromarray(rgb).resize(size[::-1], Image.BILINEAR))
+
+
+def class_block(selection: widgets.Selection, results: dict[str, gc.Result], layer: str, target: int) -> None:
     size = selection.rgb.shape[:2]
-    pictures = [
-        ("Guided Backprop", _at(gc.to_image(result.guided[0]), size)),
-        (f"Grad-CAM ({layer})", gc.overlay(selection.rgb, result.cams[layer][0], selection.cmap, selection.alpha)),
-        ("Guided Grad-CAM", _at(gc.to_image(result.maps[layer][0]), size)),
+    cam = results["grad_cam"].maps[layer]
+    pixels = {m: results[m].maps["input"] for m in PIXEL_METHODS}
+    pixels["guided_grad_cam"] = results["guided_grad_cam"].maps[layer]
+    pictures = [(gc.METHODS[m].label, pixel_picture(m, pixels[m], size)) for m in PIXEL_METHODS]
+    pictures.append((f"Grad-CAM ({layer})", gc.overlay(selection.rgb, cam[0], selection.cmap, selection.alpha)))
+    pictures += [
+        ("Saliency × Grad-CAM", pixel_picture("saliency", gc.maps.gate(pixels["saliency"], cam), size)),
+        ("Guided Grad-CAM", pixel_picture("guided_grad_cam", pixels["guided_grad_cam"], size)),
+        ("Deconvnet × Grad-CAM", pixel_picture("deconvnet", gc.maps.gate(pixels["deconvnet"], cam), size)),
     ]
     st.markdown(f"#### {selection.label(target)}")
-    figures.show_grid(pictures, columns=3, filename=f"guided_grad_cam_{layer}_{target}.png")
-    st.plotly_chart(figures.picture(pictures[2][1], f"Guided Grad-CAM for '{name}': zoom in"), key=f"guided_zoom:{target}")
-
-
-def _at(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """A model-resolution picture resized to the shown image, so the three sit side by side alike."""
-    return np.asarray(Image.fromarray(rgb).resize(size[::-1], Image.BILINEAR))
+    figures.show_grid(pictures, columns=4, filename=f"pixel_methods_{layer}_{target}.png")
+    with st.expander(f"Guided Grad-CAM for '{selection.clf.categories[target]}' up close"):
+        st.plotly_chart(figures.picture(pictures[5][1], "zoom in with the mouse"), key=f"guided_zoom:{target}")
 
 
 selection = widgets.sidebar()
 clf = selection.clf
-st.title("Guided Grad-CAM: sharp and class-discriminative")
+st.title("Pixel-space methods, and Guided Grad-CAM")
 st.markdown(
-    "**Guided Backpropagation** follows the gradient back to the pixels, letting through ReLUs only "
-    "positive gradients where the input was positive: sharp edges, but nearly the same for every class. "
-    "**Grad-CAM** knows the class but is as coarse as its layer. Their product has both."
+    "Three ways to send the score back to the pixels. **Saliency** is the plain gradient. "
+    "**Guided Backpropagation** lets through each ReLU only positive gradients, and only where the input was "
+    "positive. The **deconvnet** lets through positive gradients wherever they arrive. All three are sharp, "
+    "but nearly the same for every class. **Grad-CAM** knows the class but is as coarse as its layer; "
+    "multiplying a pixel-space picture by it keeps only the edges inside the class's region."
 )
 st.latex(
-    r"R^{\ell} = \mathbb{1}[x^{\ell} > 0]\cdot\max(R^{\ell+1}, 0) \qquad "
-    r"\text{Guided Grad-CAM}^c = R^c_{\text{guided}} \odot \mathrm{upsample}(L^c_{\text{Grad-CAM}})"
+    r"\text{saliency: } R^{\ell} = \mathbb{1}[x^{\ell} > 0]\cdot R^{\ell+1} \quad "
+    r"\text{guided: } R^{\ell} = \mathbb{1}[x^{\ell} > 0]\cdot\max(R^{\ell+1}, 0) \quad "
+    r"\text{deconvnet: } R^{\ell} = \max(R^{\ell+1}, 0)"
 )
+st.latex(r"\text{Guided Grad-CAM}^c = R^c_{\text{guided}} \odot \mathrm{upsample}(L^c_{\text{Grad-CAM}})")
 layer, other, counterfactual = options_ui(selection)
 if counterfactual:
     st.info("Counterfactual maps use $-\\alpha_k^c$: the regions whose removal would make the network "
             "*more* sure of the class, the evidence against it.")
+methods = [*PIXEL_METHODS, "grad_cam", "guided_grad_cam"]
+options = {"grad_cam": {"counterfactual": counterfactual}, "guided_grad_cam": {"counterfactual": counterfactual}}
 targets = [selection.target, other]
-results = [
-    resources.guided_grad_cam(selection.model_key, selection.picture.image_id, (layer,), t, counterfactual,
-                              clf, selection.x)
-    for t in targets
-]
-for column, result, target in zip(st.columns(2), results, targets):
-    with column:
-        class_column(selection, result, layer, target)
+results = [selection.explain(methods, [layer], target=t, options=options) for t in targets]
+for result, target in zip(results, targets):
+    class_block(selection, result, layer, target)
 
-guided_r = gc.maps.correlation(results[0].guided[0], results[1].guided[0])
-cam_r = gc.maps.correlation(results[0].cams[layer][0], results[1].cams[layer][0])
+st.subheader("How much does each picture depend on the class?")
+rows = {
+    gc.METHODS[m].label: gc.maps.correlation(results[0][m].maps["input"][0], results[1][m].maps["input"][0])
+    for m in PIXEL_METHODS
+}
+rows["Grad-CAM"] = gc.maps.correlation(results[0]["grad_cam"].maps[layer][0], results[1]["grad_cam"].maps[layer][0])
+rows["Guided Grad-CAM"] = gc.maps.correlation(results[0]["guided_grad_cam"].maps[layer][0],
+                                              results[1]["guided_grad_cam"].maps[layer][0])
+st.dataframe({"picture": list(rows), "correlation between the two classes": [f"{r:.2f}" for r in rows.values()]},
+             hide_index=True)
 st.info(
-    f"Between the two classes, the guided backprop pictures correlate at **r = {guided_r:.2f}**, the Grad-CAM "
-    f"maps at **r = {cam_r:.2f}**. Guided backprop alone hardly tells the classes apart; "
-    "multiplying by Grad-CAM keeps only the edges inside each class's own region."
+    "A correlation near 1 means the picture hardly changes with the class: it shows the image, not the decision. "
+    f"Here the deconvnet's pictures correlate at r = {rows['Deconvnet']:.2f} and guided backprop's at "
+    f"r = {rows['Guided Backprop']:.2f}, against r = {rows['Grad-CAM']:.2f} for Grad-CAM: gating by Grad-CAM is what "
+    "makes the sharp pictures class-discriminative."
 )
 
 show_code(
-    f"result = gc.GuidedGradCAM(clf.module, layers=['{layer}'], counterfactual={counterfactual})(x, target={selection.target})\n"
-    f"result.guided     # guided backprop (1, 3, H, W)\n"
-    f"result.cams['{layer}']   # Grad-CAM at the layer's resolution\n"
-    f"result.maps['{layer}']   # their product, guided * upsample(cam)\n"
-    "picture = gc.to_image(result.maps[...][0])",
+    f"results = gc.explain(clf.module, x, target={selection.target}, layers=['{layer}'],\n"
+    f"                     methods={methods})   # one forward pass for all five\n"
+    f"results['saliency'].maps['input']          # d y^c / d x, (1, 3, H, W)\n"
+    f"results['guided_grad_cam'].maps['{layer}']  # guided backprop * upsample(Grad-CAM)\n"
+    f"gc.maps.gate(results['deconvnet'].maps['input'], results['grad_cam'].maps['{layer}'])",
+    gc.hooks.rectified_gradients,
     gc.GuidedGradCAM,
-    gc.GuidedBackprop,
-    gc.hooks.guided_gradients,
+    gc.maps.gate,
 )

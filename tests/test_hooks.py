@@ -30,8 +30,8 @@ from gradcam_core.hooks import (
     capture_activation_outputs,
     capture_outputs,
     check_layers,
-    guided_gradients,
     model_lock,
+    rectified_gradients,
 )
 
 def lock_is_free_for_another_thread(model: nn.Module) -> bool:
@@ -171,7 +171,7 @@ def test_guided_gradients_by_hand():
     x = torch.tensor([1.0, -1.0], requires_grad=True)
     h = torch.relu(x * torch.tensor([2.0, 3.0]))  # pre-activation [2, -3] -> [2, 0]
     y = (h * torch.tensor([1.0, -2.0])).sum()
-    g = guided_gradients(y, x, [h])
+    g = rectified_gradients(y, x, [h], rule="guided")
     # guided: clamp([1, -2]) = [1, 0]; relu' = [1, 0]; times d pre / d x = [2, 3] -> [2, 0]
     assert torch.equal(g, torch.tensor([2.0, 0.0]))
     # the hooks were on this pass only: a plain gradient afterwards is not clamped

@@ -2,8 +2,9 @@
 
 The model is loaded once per process (``st.cache_resource``) and shared by every user; the package
 serializes passes through it with the model's own lock. Explanations are cached by model, image,
-layers, class and method (``st.cache_data``), so moving a slider or changing a colormap never
-recomputes gradients. The image itself rides along in an underscored argument: its digest is
+layers, class, methods and options (``st.cache_data``; one function, :func:`explanation`, for
+every method of ``gc.METHODS``), so moving a slider or changing a colormap never recomputes
+gradients. The image itself rides along in an underscored argument: its digest is
 the key.
 """
 
@@ -65,25 +66,27 @@ def probabilities(model: str, image_id: str, _clf: gc.Classifier, _x: torch.Tens
     return _clf.predict(_x)[0]
 
 
-@st.cache_data(max_entries=_CACHED_RESULTS, show_spinner="Computing Grad-CAM…")
-def grad_cam(
-    model: str, image_id: str, layers: tuple[str, ...], target: int, counterfactual: bool,
-    _clf: gc.Classifier, _x: torch.Tensor,
-) -> gc.Result:
-    return gc.GradCAM(_clf.module, list(layers), counterfactual=counterfactual)(_x, target)
+@st.cache_data(max_entries=_CACHED_RESULTS, show_spinner="Computing the maps…")
+def explanation(
+    methods: tuple[str, ...], model: str, image_id: str, layers: tuple[str, ...], target: int,
+    options: dict[str, dict] | None, _clf: gc.Classifier, _x: torch.Tensor,
+) -> dict[str, gc.Result]:
+    """``gc.explain`` for several methods of ``gc.METHODS``: one shared pass, cached by its choices.
 
+    The slow methods draw a progress bar while they run; a rerun (a click on Cancel, or any other
+    widget) stops them at the next step, and nothing half-done is cached.
+    """
+    slow = [gc.METHODS[name].label for name in methods if gc.METHODS[name].slow]
+    if not slow:
+        return gc.explain(_clf.module, _x, target, list(layers), methods, options)
+    bar = st.progress(0.0, text=f"Starting {' and '.join(slow)}…")
 
-@st.cache_data(max_entries=_CACHED_RESULTS, show_spinner="Computing CAM…")
-def cam(model: str, image_id: str, layer: str, target: int, _clf: gc.Classifier, _x: torch.Tensor) -> gc.Result:
-    return gc.CAM(_clf.module, layer=layer, fc=_clf.fc)(_x, target)
+    def progress(done: int, total: int) -> None:
+        bar.progress(done / max(total, 1), text=f"{' and '.join(slow)}: {done} of {total} forward passes")
 
-
-@st.cache_data(max_entries=_CACHED_RESULTS, show_spinner="Computing Guided Grad-CAM…")
-def guided_grad_cam(
-    model: str, image_id: str, layers: tuple[str, ...], target: int, counterfactual: bool,
-    _clf: gc.Classifier, _x: torch.Tensor,
-) -> gc.Result:
-    return gc.GuidedGradCAM(_clf.module, list(layers), counterfactual=counterfactual)(_x, target)
+    results = gc.explain(_clf.module, _x, target, list(layers), methods, options, progress=progress)
+    bar.empty()
+    return results
 
 
 @st.cache_data(max_entries=_CACHED_RESULTS, show_spinner="Reading the feature maps…")

@@ -8,6 +8,7 @@ user: each user's choices are their own.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,6 +80,14 @@ class Selection:
     def class_name(self) -> str:
         return self.clf.categories[self.target]
 
+    def explain(self, methods: Sequence[str], layers: Sequence[str], target: int | None = None,
+                options: dict[str, dict] | None = None) -> dict[str, gc.Result]:
+        """The cached ``gc.explain`` of this image (for the sidebar's class unless ``target`` is given)."""
+        return resources.explanation(
+            tuple(methods), self.model_key, self.picture.image_id, tuple(layers),
+            self.target if target is None else target, options, self.clf, self.x,
+        )
+
     def label(self, target: int) -> str:
         return f"{target} · {self.clf.categories[target]} ({float(self.probabilities[target]):.1%})"
 
@@ -92,6 +101,7 @@ PAGES = [
     ("pages/guided.py", "4 · Guided Grad-CAM", ":material/blur_on:"),
     ("pages/compare.py", "5 · CAM vs Grad-CAM", ":material/compare:"),
     ("pages/shapes_lab.py", "6 · Shapes lab: train it yourself", ":material/school:"),
+    ("pages/gallery.py", "7 · Method gallery", ":material/view_module:"),
 ]
 
 

@@ -1,33 +1,56 @@
-"""What every class-activation explainer shares: layer checks, targets, hooking, the result type.
+"""What every explainer shares: one pass through the model, targets, checks, the result type.
 
-A method only says how it weighs a layer's channels (:meth:`LayerExplainer._weights`); the base
-class runs the model once under its lock with the layers hooked, and turns weights and
-activations into maps ``ReLU(sum_k weight_k * A^k)`` at the layer's own resolution.
+The engine is :func:`run`: it gathers what a list of explainers needs (:class:`Needs`), makes ONE
+forward pass with the layers hooked, ONE ``torch.autograd.grad`` over every hooked layer (and the
+input) that a method takes gradients at, then the rectified backward passes of the pixel-space
+methods over the same graph, and hands the resulting :class:`Pass` to each method. A method only
+says what it does with it:
+
+* a layer method (:class:`LayerExplainer`) weighs a layer's channels
+  (:meth:`~LayerExplainer.channel_weights`), or makes its map element by element
+  (:meth:`~LayerExplainer.layer_map`);
+* an input method (:class:`InputExplainer`) returns a picture ``(N, 3, H, W)``.
+
+Calling one explainer is :func:`run` with that explainer alone; :func:`gradcam_core.explain` is
+:func:`run` with many, so each entry there equals what the method's own class returns.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+import time
+from collections.abc import Callable, Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass, field, replace
 from typing import Union
 
 import torch
 from torch import nn
 
-from ..hooks import capture_outputs, check_layers, exclusive_eval
+from ..hooks import capture_activation_outputs, capture_outputs, check_layers, exclusive_eval, rectified_gradients
 
 __all__ = [
+    "Explainer",
+    "InputExplainer",
     "LayerExplainer",
+    "Needs",
+    "Output",
+    "Pass",
+    "Progress",
     "Result",
     "Target",
     "as_batch",
     "check_outputs",
     "class_scores",
     "resolve_targets",
+    "run",
+    "weighted_sum",
 ]
 
 #: ``None`` (each sample's top-1 class), one class for every sample, or one class per sample.
 Target = Union[None, int, Sequence[int], torch.Tensor]
+
+#: ``progress(done, total)``, called by the slow methods as they go; raising in it cancels the call.
+Progress = Callable[[int, int], None]
 
 
 @dataclass(frozen=True)
@@ -35,15 +58,18 @@ class Result:
     """What an explainer returns; every tensor is detached.
 
     Attributes:
-        maps: layer name -> map, ``(N, h, w)`` at the layer's resolution (``(N, 3, H, W)`` for
-            Guided Grad-CAM), not normalized.
+        maps: layer name -> map, ``(N, h, w)`` at the layer's resolution, not normalized
+            (``(N, 3, H, W)`` for Guided Grad-CAM; from :func:`gradcam_core.explain`, the one
+            key ``"input"`` for the pixel-space methods).
         logits: ``(N, classes)`` pre-softmax scores of the pass that made the maps.
         targets: ``(N,)`` the class explained for each sample.
-        weights: layer name -> ``(N, K)`` the weight of each channel in the map
-            (Grad-CAM's ``alpha_k^c``, CAM's ``w_k^c``).
+        weights: layer name -> ``(N, K)`` the weight of each channel in the map, for the methods
+            that have channel weights (Grad-CAM's ``alpha_k^c``, CAM's ``w_k^c``, ...).
         activations: layer name -> ``(N, K, h, w)`` the layer's output ``A``.
         guided: ``(N, 3, H, W)`` guided backpropagation (Guided Grad-CAM only).
         cams: layer name -> ``(N, h, w)`` the Grad-CAM maps (Guided Grad-CAM only).
+        seconds: the time of the method's own step, after the shared pass.
+        pass_seconds: the time of the shared forward and backward passes.
     """
 
     maps: dict[str, torch.Tensor]
@@ -53,6 +79,48 @@ class Result:
     activations: dict[str, torch.Tensor] = field(default_factory=dict)
     guided: torch.Tensor | None = None
     cams: dict[str, torch.Tensor] = field(default_factory=dict)
+    seconds: float = 0.0
+    pass_seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class Needs:
+    """What a method needs from the shared pass."""
+
+    layers: frozenset[str] = frozenset()  # outputs to record
+    layer_gradients: frozenset[str] = frozenset()  # d y^c / d A at these layers
+    input_gradient: bool = False  # d y^c / d x
+    rules: frozenset[str] = frozenset()  # rectified backward passes: "guided", "deconvnet"
+
+    def __or__(self, other: Needs) -> Needs:
+        return Needs(
+            self.layers | other.layers,
+            self.layer_gradients | other.layer_gradients,
+            self.input_gradient or other.input_gradient,
+            self.rules | other.rules,
+        )
+
+    @property
+    def gradients(self) -> bool:
+        return bool(self.layer_gradients or self.input_gradient or self.rules)
+
+
+@dataclass(frozen=True)
+class Pass:
+    """One forward pass and the backward passes made over it; every tensor is detached.
+
+    Methods that need more forward passes (the perturbation methods) make them with ``model``,
+    still under its lock, while :func:`run` holds it.
+    """
+
+    model: nn.Module
+    x: torch.Tensor  # (N, C, H, W)
+    logits: torch.Tensor
+    targets: torch.Tensor
+    activations: dict[str, torch.Tensor]
+    gradients: dict[str, torch.Tensor]  # layer name -> d y^c / d A
+    input_gradient: torch.Tensor | None
+    rectified: dict[str, torch.Tensor]  # rule -> (N, C, H, W)
 
 
 def as_batch(x: torch.Tensor) -> torch.Tensor:
@@ -121,45 +189,152 @@ def class_scores(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return logits.gather(1, targets[:, None]).sum()
 
 
-class LayerExplainer:
-    """Base class: hooks ``layers`` of ``model`` for one forward pass per call.
-
-    Subclasses implement :meth:`_weights`. ``needs_grad`` says whether they take gradients.
-    """
-
-    needs_grad = True
-
-    def __init__(self, model: nn.Module, layers: Sequence[str] | str):
-        self.model = model
-        self.layers = check_layers(model, layers)
-
-    def __call__(self, x: torch.Tensor, target: Target = None) -> Result:
-        """Explain ``target`` for the batch ``x``: see :class:`Result` for what comes back."""
-        x = as_batch(x)
-        with exclusive_eval(self.model), torch.set_grad_enabled(self.needs_grad):
-            with capture_outputs(self.model, self.layers) as activations:
-                # The input asks for gradients so that the layers' outputs do too, even when the
-                # caller froze every parameter. The model gets a copy, not the leaf itself: a model
-                # that changes its input in place (an in-place ReLU first) works as it does in a
-                # plain forward pass.
-                logits = self.model(x.detach().requires_grad_(self.needs_grad).clone())
-            check_outputs(activations, self.layers)
-            targets = resolve_targets(target, logits)
-            weights = self._weights(activations, logits, targets)
-            return self._result(activations, weights, logits, targets)
-
-    def _weights(
-        self, activations: dict[str, torch.Tensor], logits: torch.Tensor, targets: torch.Tensor
-    ) -> dict[str, torch.Tensor]:
-        """Layer name -> ``(N, K)`` weight of each of the layer's ``K`` channels."""
-        raise NotImplementedError
-
-    def _result(self, activations, weights, logits, targets) -> Result:
-        activations = {name: a.detach() for name, a in activations.items()}
-        maps = {name: weighted_sum(weights[name], activations[name]) for name in self.layers}
-        return Result(maps, logits.detach(), targets, weights, activations)
-
-
 def weighted_sum(weights: torch.Tensor, activations: torch.Tensor) -> torch.Tensor:
     """``ReLU(sum_k weights_k * A^k)``: ``(N, K)`` and ``(N, K, h, w)`` -> ``(N, h, w)``."""
     return torch.einsum("nk,nkhw->nhw", weights, activations).clamp(min=0)
+
+
+class Explainer:
+    """Base of every method: says what it needs from the shared pass and what it makes of it.
+
+    ``slow`` methods (the perturbation methods) run after the others in :func:`run`.
+    """
+
+    slow = False
+
+    def __init__(self, model: nn.Module):
+        self.model = model
+
+    def needs(self) -> Needs:
+        return Needs()
+
+    def from_pass(self, p: Pass):
+        raise NotImplementedError
+
+    def __call__(self, x: torch.Tensor, target: Target = None):
+        _, (output,) = run(self.model, x, target, [self])
+        return output.value
+
+
+class LayerExplainer(Explainer):
+    """A map per named layer, at the layer's resolution, from its activations (and gradients).
+
+    A subclass implements :meth:`channel_weights` (the map is ``ReLU(sum_k w_k A^k)``) or, for an
+    element-wise method, :meth:`layer_map`. ``uses_gradients`` says whether it reads
+    ``p.gradients``.
+    """
+
+    uses_gradients = True
+
+    def __init__(self, model: nn.Module, layers: Sequence[str] | str):
+        super().__init__(model)
+        self.layers = check_layers(model, layers)
+
+    def needs(self) -> Needs:
+        layers = frozenset(self.layers)
+        return Needs(layers=layers, layer_gradients=layers if self.uses_gradients else frozenset())
+
+    def from_pass(self, p: Pass) -> Result:
+        check_outputs(p.activations, self.layers)
+        maps, weights = {}, {}
+        for layer in self.layers:
+            maps[layer], w = self.layer_map(p, layer)
+            if w is not None:
+                weights[layer] = w
+        activations = {layer: p.activations[layer] for layer in self.layers}
+        return Result(maps, p.logits, p.targets, weights, activations)
+
+    def layer_map(self, p: Pass, layer: str) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``(N, h, w)`` map of ``layer`` and its ``(N, K)`` channel weights (``None`` if it has none)."""
+        weights = self.channel_weights(p, layer)
+        return weighted_sum(weights, p.activations[layer]), weights
+
+    def channel_weights(self, p: Pass, layer: str) -> torch.Tensor:
+        """``(N, K)``: the weight of each of the layer's ``K`` channels."""
+        raise NotImplementedError
+
+
+class InputExplainer(Explainer):
+    """A picture the size of the input, ``(N, C, H, W)``: one value per pixel and channel."""
+
+    def from_pass(self, p: Pass) -> torch.Tensor:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class Output:
+    """What one explainer made of a shared pass, with the time of its own step."""
+
+    value: object
+    seconds: float
+    pass_seconds: float
+
+
+def run(
+    model: nn.Module, x: torch.Tensor, target: Target, explainers: Sequence[Explainer]
+) -> tuple[Pass, list[Output]]:
+    """One shared pass for all ``explainers``, then each one's own step, in its order.
+
+    Runs under the model's lock in eval mode; every hook is removed when the pass is over, and the
+    slow methods run last. A :class:`Result` carries its timings; so does each :class:`Output`.
+    """
+    x = as_batch(x).detach()
+    needs = Needs()
+    for explainer in explainers:
+        needs |= explainer.needs()
+    start = time.perf_counter()
+    with exclusive_eval(model):
+        p = _shared_pass(model, x, target, needs)
+        pass_seconds = time.perf_counter() - start
+        outputs: dict[int, Output] = {}
+        for index in sorted(range(len(explainers)), key=lambda i: explainers[i].slow):
+            start = time.perf_counter()
+            value = explainers[index].from_pass(p)
+            seconds = time.perf_counter() - start
+            if isinstance(value, Result):
+                value = replace(value, seconds=seconds, pass_seconds=pass_seconds)
+            outputs[index] = Output(value, seconds, pass_seconds)
+    return p, [outputs[i] for i in range(len(explainers))]
+
+
+def _shared_pass(model: nn.Module, x: torch.Tensor, target: Target, needs: Needs) -> Pass:
+    layers = sorted(needs.layers)
+    if layers:
+        check_layers(model, layers)
+    # The input asks for gradients so that every layer's output does too, even when the caller
+    # froze every parameter. The model gets a copy of the leaf: a model that changes its input in
+    # place (an in-place ReLU first) works as it does in a plain forward pass.
+    leaf = x.requires_grad_(needs.gradients)
+    with torch.set_grad_enabled(needs.gradients):
+        with ExitStack() as hooked:
+            activations = hooked.enter_context(capture_outputs(model, layers))
+            relu_outputs = hooked.enter_context(capture_activation_outputs(model)) if needs.rules else []
+            logits = model(leaf.clone())
+        check_outputs(activations, layers)
+        targets = resolve_targets(target, logits)
+        gradients, input_gradient, rectified = {}, None, {}
+        if needs.gradients:
+            score = class_scores(logits, targets)
+            rules = sorted(needs.rules)
+            wanted = [activations[name] for name in sorted(needs.layer_gradients)]
+            if needs.input_gradient:
+                wanted.append(leaf)
+            if wanted:
+                grads = torch.autograd.grad(score, wanted, retain_graph=bool(rules))
+                gradients = dict(zip(sorted(needs.layer_gradients), grads))
+                if needs.input_gradient:
+                    input_gradient = grads[-1]
+            for i, rule in enumerate(rules):
+                rectified[rule] = rectified_gradients(
+                    score, leaf, relu_outputs, rule, retain_graph=i < len(rules) - 1
+                )
+    return Pass(
+        model=model,
+        x=x.detach(),
+        logits=logits.detach(),
+        targets=targets,
+        activations={name: a.detach() for name, a in activations.items()},
+        gradients=gradients,
+        input_gradient=input_gradient,
+        rectified=rectified,
+    )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .base import LayerExplainer
+from .base import LayerExplainer, Pass
 
 __all__ = ["CAM"]
 
@@ -27,18 +27,20 @@ class CAM(LayerExplainer):
     forward pass it makes, and raises a ``ValueError`` that says what it found (a flatten, more
     linear layers, no pooling) and points to :class:`GradCAM`, which needs no such head.
 
+    ``fc`` names the linear layer; by default it is the model's last ``nn.Linear``.
+
     Example:
         >>> result = CAM(model, layer="layer4", fc="fc")(x, target=281)   # 281: 'tabby'
         >>> result.weights["layer4"]     # (N, 512): w_k^c for each sample's class
     """
 
-    needs_grad = False
+    uses_gradients = False
 
-    def __init__(self, model: nn.Module, layer: str, fc: str):
+    def __init__(self, model: nn.Module, layer: str, fc: str | None = None):
         super().__init__(model, [layer])
         self.layer = layer
-        self.fc_name = fc
-        self.fc = dict(model.named_modules()).get(fc)
+        self.fc_name = fc if fc is not None else _last_linear(model)
+        self.fc = dict(model.named_modules()).get(self.fc_name)
         if not isinstance(self.fc, nn.Linear):
             found = "nothing" if self.fc is None else type(self.fc).__name__
             raise ValueError(
@@ -46,10 +48,9 @@ class CAM(LayerExplainer):
                 "Use GradCAM, which works with any head."
             )
 
-    def _weights(self, activations, logits, targets):
-        a = activations[self.layer]
-        self._check_head(a, logits)
-        return {self.layer: self.fc.weight[targets].detach()}
+    def channel_weights(self, p: Pass, layer: str) -> torch.Tensor:
+        self._check_head(p.activations[layer], p.logits)
+        return self.fc.weight[p.targets].detach()
 
     def _check_head(self, a: torch.Tensor, logits: torch.Tensor) -> None:
         channels, fc_in = a.shape[1], self.fc.in_features
@@ -61,7 +62,8 @@ class CAM(LayerExplainer):
                 f"{'flattens the feature maps' if fc_in == a[0].numel() else 'has other layers'} "
                 "instead of averaging each channel. Use GradCAM, which works with any head."
             )
-        expected = self.fc(a.mean(dim=(2, 3)))
+        with torch.no_grad():
+            expected = self.fc(a.mean(dim=(2, 3)))
         if expected.shape != logits.shape:
             raise ValueError(
                 f"CAM needs the logits to be {self.fc_name}(GAP({self.layer})), but "
@@ -76,3 +78,10 @@ class CAM(LayerExplainer):
                 f"from it by up to {gap:.3g}: there are other layers between {self.layer!r} and "
                 f"the output. Use GradCAM, which works with any head."
             )
+
+
+def _last_linear(model: nn.Module) -> str:
+    names = [name for name, module in model.named_modules() if isinstance(module, nn.Linear)]
+    if not names:
+        raise ValueError("CAM needs a linear classifier after global average pooling; this model has no nn.Linear.")
+    return names[-1]

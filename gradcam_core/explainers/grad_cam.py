@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from .base import LayerExplainer, class_scores
+from .base import LayerExplainer, Pass
 
 __all__ = ["GradCAM"]
 
@@ -38,13 +38,6 @@ class GradCAM(LayerExplainer):
         super().__init__(model, layers)
         self.counterfactual = counterfactual
 
-    def _weights(self, activations, logits, targets):
-        gradients = torch.autograd.grad(
-            class_scores(logits, targets), [activations[name] for name in self.layers]
-        )
-        return self._alphas(gradients)
-
-    def _alphas(self, gradients: Sequence[torch.Tensor]) -> dict[str, torch.Tensor]:
-        """``alpha_k^c``: each layer's gradients averaged over space (negated if counterfactual)."""
-        sign = -1.0 if self.counterfactual else 1.0
-        return {name: sign * g.mean(dim=(2, 3)) for name, g in zip(self.layers, gradients)}
+    def channel_weights(self, p: Pass, layer: str) -> torch.Tensor:
+        alphas = p.gradients[layer].mean(dim=(2, 3))
+        return -alphas if self.counterfactual else alphas

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from ..models import Classifier
+from ..classifier import Classifier
 from .data import render
 from .evaluation import EVALUATION_SEED, centre_baseline, evaluate_network, markdown_table
 from .networks import NETWORKS, load_shapes_model, weights_file

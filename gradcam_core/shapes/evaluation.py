@@ -16,9 +16,9 @@ from dataclasses import dataclass
 
 import torch
 
+from ..classifier import Classifier
 from ..explainers import CAM, GradCAM
 from ..metrics import BOX_THRESHOLD, box_ious, boxes_from_maps, pointing_game_hits
-from ..models import Classifier
 from .data import ShapesBatch
 
 __all__ = [

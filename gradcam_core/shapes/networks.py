@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..models import Classifier, WeightsUnavailableError
+from ..classifier import Classifier, WeightsUnavailableError
 from .data import CLASSES, IMAGE_SIZE, MEAN, STD
 
 __all__ = [
@@ -144,7 +144,7 @@ def weights_file(name: str, directory: Path | None = None) -> Path:
 
 
 def shapes_classifier(name: str, module: ShapesBody, weights: str) -> Classifier:
-    """Wrap a shapes network in a :class:`~gradcam_core.models.Classifier`, as ``load_model`` does;
+    """Wrap a shapes network in a :class:`~gradcam_core.classifier.Classifier`, as ``load_model`` does;
     ``weights`` says where they come from, for the description."""
     return Classifier(
         name=name,

@@ -18,9 +18,9 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from ..classifier import Classifier
 from ..explainers import CAM, GradCAM
 from ..metrics import pointing_game_hits
-from ..models import Classifier
 from .data import CLASSES, render, render_backgrounds, to_tensor
 from .networks import ShapesGAP, build_network, shapes_classifier
 

@@ -1,0 +1,161 @@
+"""Every method in one table: the pages, the command line and :func:`~.explain.explain` read it.
+
+A new method is one module and one entry here; nothing else needs an edit to offer it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from torch import nn
+
+from .ablation_cam import AblationCAM
+from .base import Explainer
+from .cam import CAM
+from .deconvnet import Deconvnet
+from .eigen_cam import EigenCAM
+from .grad_cam import GradCAM
+from .grad_cam_plus_plus import GradCAMPlusPlus
+from .guided import GuidedBackprop, GuidedGradCAM
+from .hires_cam import HiResCAM
+from .layer_cam import LayerCAM
+from .occlusion import Occlusion
+from .saliency import Saliency
+from .score_cam import ScoreCAM
+from .xgrad_cam import XGradCAM
+
+__all__ = ["KINDS", "METHODS", "Method"]
+
+#: Kind -> what the methods of that kind read, in the order the pages group them.
+KINDS = {
+    "CAM head": "the weights of a linear layer after global average pooling; one forward pass",
+    "layer gradient": "a layer's activations and the gradient of the score there; one forward and one backward pass",
+    "layer activation": "a layer's activations alone; one forward pass",
+    "perturbation": "forward passes of changed copies, batched: slow",
+    "input gradient": "the gradient at the pixels, some with a rule changed at each ReLU; one forward and one backward pass",
+}
+
+
+@dataclass(frozen=True)
+class Method:
+    """One explanation method.
+
+    Attributes:
+        name: the key in :data:`METHODS` (and on the command line).
+        cls: the class that computes it.
+        label: its name for people.
+        paper: authors and venue.
+        year: the year of the paper.
+        kind: one of :data:`KINDS`.
+        class_specific: whether its map changes with the class explained.
+        layered: whether it explains named layers (its maps at the layer's resolution) or the
+            input's pixels (``(N, C, H, W)``, or ``(N, H, W)`` for occlusion).
+        summary: what it changes, and when it helps, in two sentences.
+        options: the keyword options its constructor takes besides the model and layers.
+        build: ``build(model, layers, **options)`` -> an explainer; by default ``cls(model, layers,
+            **options)`` for layer methods and ``cls(model, **options)`` for the others.
+    """
+
+    name: str
+    cls: type[Explainer]
+    label: str
+    paper: str
+    year: int
+    kind: str
+    class_specific: bool
+    layered: bool
+    summary: str
+    options: tuple[str, ...] = ()
+    build: Callable[..., Explainer] | None = None
+
+    @property
+    def slow(self) -> bool:
+        return self.cls.slow
+
+    @property
+    def needs(self) -> str:
+        return KINDS[self.kind]
+
+    def create(self, model: nn.Module, layers: Sequence[str] | None = None, **options) -> Explainer:
+        """The explainer for ``model`` at ``layers`` (ignored by the pixel-space methods)."""
+        unknown = sorted(set(options) - set(self.options))
+        if unknown:
+            raise ValueError(f"{self.label} takes no option {', '.join(unknown)}; it takes {', '.join(self.options) or 'none'}.")
+        if self.build is not None:
+            return self.build(model, layers, **options)
+        if not self.layered:
+            return self.cls(model, **options)
+        if not layers:
+            raise ValueError(f"{self.label} explains named layers: give at least one.")
+        return self.cls(model, list(layers), **options)
+
+
+def _cam(model: nn.Module, layers: Sequence[str] | None, **options) -> CAM:
+    if not layers:
+        raise ValueError("CAM explains the layer before global average pooling: name it.")
+    return CAM(model, layers[-1], **options)
+
+
+_PERTURBATION = ("batch_size", "progress")
+
+#: Method name -> :class:`Method`, in the order the gallery lists them.
+METHODS: dict[str, Method] = {m.name: m for m in [
+    Method("cam", CAM, "CAM", "Zhou et al., CVPR", 2016, "CAM head", True, True,
+           "The classifier's own weights, applied to the last feature maps instead of to their averages. "
+           "Exact and free, but only for a network that ends in global average pooling and one linear layer: "
+           "it explains the last layer (the other layers are left blank).",
+           options=("fc",), build=_cam),
+    Method("grad_cam", GradCAM, "Grad-CAM", "Selvaraju et al., ICCV", 2017, "layer gradient", True, True,
+           "CAM's weights measured as the average gradient of the score over each map, so any layer of any "
+           "network can be explained. The reference the others improve on: coarse, and one large object "
+           "outweighs several small ones.",
+           options=("counterfactual",)),
+    Method("grad_cam_plus_plus", GradCAMPlusPlus, "Grad-CAM++", "Chattopadhyay et al., WACV", 2018,
+           "layer gradient", True, True,
+           "Weighs each position's positive gradient with its own coefficient instead of averaging, so that "
+           "every instance of the class counts, not just the largest. Helps when the class appears several "
+           "times in the picture."),
+    Method("xgrad_cam", XGradCAM, "XGrad-CAM", "Fu et al., BMVC", 2020, "layer gradient", True, True,
+           "Averages the gradient where the channel is active rather than everywhere, which makes the map "
+           "add up to the score as nearly as possible. Equals Grad-CAM at a GAP head; differs where the "
+           "layer is followed by more than pooling."),
+    Method("layer_cam", LayerCAM, "LayerCAM", "Jiang et al., IEEE TIP", 2021, "layer gradient", True, True,
+           "Keeps each position's own positive gradient instead of one weight per channel. The early "
+           "layers, blurry under Grad-CAM, give sharp, object-shaped maps."),
+    Method("hires_cam", HiResCAM, "HiResCAM", "Draelos and Carin, arXiv", 2020, "layer gradient", True, True,
+           "Multiplies gradient and activation position by position, without averaging. Each cell then "
+           "shows what it adds to the score when the head is linear; equals Grad-CAM at a GAP head."),
+    Method("eigen_cam", EigenCAM, "Eigen-CAM", "Muhammad and Yeasin, IJCNN", 2020, "layer activation", False, True,
+           "The first principal component of the feature maps: no gradient, no class. It shows what the "
+           "layer sees most, the same map for every class, and is robust where gradients are noisy."),
+    Method("score_cam", ScoreCAM, "Score-CAM", "Wang et al., CVPR workshops", 2020, "perturbation", True, True,
+           "Weighs each channel by the class probability of the image masked by that channel: no gradient, "
+           "so no gradient noise or saturation. One forward pass per channel: slow.",
+           options=_PERTURBATION),
+    Method("ablation_cam", AblationCAM, "Ablation-CAM", "Desai and Ramaswamy, WACV", 2020, "perturbation", True,
+           True,
+           "Weighs each channel by how much the score falls when the channel is zeroed. Gradient-free like "
+           "Score-CAM; the ablated copies run through the rest of the network only, so the last layer is cheap.",
+           options=_PERTURBATION),
+    Method("saliency", Saliency, "Saliency (gradient)", "Simonyan et al., ICLR workshop", 2014, "input gradient",
+           True, False,
+           "The plain gradient of the score with respect to each pixel, the strongest colour channel shown. "
+           "Pixel-sharp but noisy, and it answers 'what would change the score', not 'what is the object'."),
+    Method("guided_backprop", GuidedBackprop, "Guided Backprop", "Springenberg et al., ICLR workshop", 2015,
+           "input gradient", True, False,
+           "The gradient with every ReLU passing back only positive signals where its input was positive: "
+           "crisp edges, but nearly the same picture for every class."),
+    Method("deconvnet", Deconvnet, "Deconvnet", "Zeiler and Fergus, ECCV", 2014, "input gradient", True, False,
+           "Passes the positive part of the signal back through each ReLU whatever its input was: shows the "
+           "patterns the units respond to, even less class-specific than guided backprop."),
+    Method("guided_grad_cam", GuidedGradCAM, "Guided Grad-CAM", "Selvaraju et al., ICCV", 2017, "input gradient",
+           True, True,
+           "Guided backprop times the upsampled Grad-CAM: the edges of guided backprop, kept only where "
+           "Grad-CAM says the class is. Sharp and class-discriminative.",
+           options=("counterfactual",)),
+    Method("occlusion", Occlusion, "Occlusion", "Zeiler and Fergus, ECCV", 2014, "perturbation", True, False,
+           "Slides a grey square over the image and records how far the score falls. A direct measure of "
+           "what the score depends on, at the price of one forward pass per position.",
+           options=("window", "stride", "baseline", *_PERTURBATION)),
+]}

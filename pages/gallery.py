@@ -1,0 +1,197 @@
+"""Method gallery: every registered explainer on one image, stage by stage, side by side."""
+
+import numpy as np
+import streamlit as st
+import torch
+from PIL import Image
+
+import gradcam_core as gc
+from ui import figures, widgets
+from ui.source import show_code
+
+CELL_SIDE = 256
+DEFAULT_METHODS = ["cam", "grad_cam", "grad_cam_plus_plus", "layer_cam", "eigen_cam", "saliency", "guided_backprop"]
+
+
+def methods_ui() -> list[str]:
+    """The methods to compare, one row of toggles per kind, in the registry's order."""
+    chosen = []
+    for kind in gc.KINDS:
+        names = [name for name, method in gc.METHODS.items() if method.kind == kind]
+        picked = st.pills(kind.capitalize(), names, selection_mode="multi", format_func=lambda n: gc.METHODS[n].label,
+                          default=[n for n in names if n in DEFAULT_METHODS], key=f"gallery_methods:{kind}",
+                          help=gc.KINDS[kind])
+        chosen += picked
+    return [name for name in gc.METHODS if name in chosen]
+
+
+def settings_ui(clf: gc.Classifier) -> tuple[list[str], dict[str, dict]]:
+    stages = st.segmented_control("Stages (columns)", clf.stages, selection_mode="multi", default=clf.stages,
+                                  key="gallery_stages") or clf.stages[-1:]
+    with st.expander("Settings of the slow methods"):
+        left, middle, right = st.columns(3)
+        batch = left.select_slider("Batch size", [8, 16, 32, 64, 128], value=32, key="gallery_batch",
+                                   help="Forward passes per batch: larger is faster, up to the memory.")
+        side = min(clf.input_size)
+        window = middle.slider("Occlusion window (pixels)", 4, side // 2, max(4, side // 7), key="gallery_window")
+        stride = right.slider("Occlusion stride (pixels)", 2, side // 2, max(2, side // 14), key="gallery_stride")
+    slow = {"batch_size": batch}
+    options = {"score_cam": slow, "ablation_cam": slow, "occlusion": {**slow, "window": window, "stride": stride}}
+    return [s for s in clf.stages if s in stages], options
+
+
+def slow_results_ui(selection: widgets.Selection, slow: list[str], stages: list[str],
+                    options: dict[str, dict]) -> dict[str, gc.Result]:
+    """The slow methods, each cached on its own, with a Cancel button while they run."""
+    request = repr((selection.model_key, selection.picture.image_id, selection.target, stages, slow, options))
+    if st.session_state.get("gallery_cancelled") == request:
+        st.warning(f"{', '.join(gc.METHODS[m].label for m in slow)}: cancelled.")
+        st.button("Compute them after all", key="gallery_resume", on_click=st.session_state.pop,
+                  args=("gallery_cancelled", None))
+        return {}
+    cancel = st.empty()
+    cancel.button("Cancel the slow methods", key="gallery_cancel", icon=":material/cancel:",
+                  on_click=st.session_state.__setitem__, args=("gallery_cancelled", request))
+    results = {}
+    for method in slow:
+        results.update(selection.explain([method], stages, options={method: options[method]}))
+    cancel.empty()
+    return results
+
+
+def cam_result(selection: widgets.Selection) -> gc.Result | str:
+    try:
+        return selection.explain(["cam"], [selection.clf.cam_layer])["cam"]
+    except ValueError as refusal:
+        return str(refusal)
+
+
+def thumbnail(rgb: np.ndarray) -> np.ndarray:
+    image = Image.fromarray(rgb)
+    image.thumbnail((CELL_SIDE, CELL_SIDE), Image.LANCZOS)
+    return np.asarray(image)
+
+
+def pixel_picture(name: str, picture: torch.Tensor, base: np.ndarray, selection: widgets.Selection) -> np.ndarray:
+    """A pixel-space result for display: a strength, a signed picture on grey, or a heat overlay."""
+    if name == "occlusion":
+        return gc.overlay(base, picture.clamp(min=0), selection.cmap, selection.alpha)
+    rgb = figures.strength(gc.Saliency.strength(picture)) if name == "saliency" else gc.to_image(picture)
+    return np.asarray(Image.fromarray(rgb).resize((base.shape[1], base.shape[0]), Image.BILINEAR))
+
+
+def cells(name: str, result: gc.Result | str, stages: list[str], base: np.ndarray,
+          selection: widgets.Selection) -> list[tuple[str, np.ndarray | str]]:
+    """(caption, picture or a sentence) for each stage column of one method."""
+    method = gc.METHODS[name]
+    if isinstance(result, str):
+        return [("", f"CAM refuses this network: {result}")] + [("", "")] * (len(stages) - 1)
+    if not method.layered:
+        picture = pixel_picture(name, result.maps["input"][0], base, selection)
+        return [("pixel space: one picture for the whole network", picture)] + [("", "")] * (len(stages) - 1)
+    out = []
+    for stage in stages:
+        if stage not in result.maps:
+            out.append(("", f"CAM explains only {selection.clf.cam_layer}, the layer before the pooling."))
+        elif name == "guided_grad_cam":
+            out.append((stage, pixel_picture(name, result.maps[stage][0], base, selection)))
+        else:
+            m = result.maps[stage][0]
+            out.append((f"{stage} · {m.shape[0]}x{m.shape[1]}", gc.overlay(base, m, selection.cmap, selection.alpha)))
+    return out
+
+
+def timing(result: gc.Result | str) -> str:
+    if isinstance(result, str):
+        return ""
+    own = f"{result.seconds * 1000:.0f} ms own step"
+    return f"{own} + {result.pass_seconds * 1000:.0f} ms shared pass" if result.pass_seconds else own
+
+
+def gallery_ui(results: dict[str, gc.Result | str], stages: list[str], selection: widgets.Selection) -> list:
+    base = thumbnail(selection.rgb)
+    header = st.columns([1.4] + [1] * len(stages))
+    header[0].markdown("**method**")
+    for column, stage in zip(header[1:], stages):
+        column.markdown(f"**{stage}**")
+    pictures = []
+    for kind in gc.KINDS:
+        names = [n for n in results if gc.METHODS[n].kind == kind]
+        if names:
+            st.markdown(f"##### {kind.capitalize()}: {gc.KINDS[kind]}")
+        for name in names:
+            method = gc.METHODS[name]
+            row = st.columns([1.4] + [1] * len(stages))
+            row[0].markdown(f"**{method.label}** ({method.paper} {method.year})  \n{method.summary}")
+            row[0].caption(timing(results[name]))
+            for column, (caption, picture) in zip(row[1:], cells(name, results[name], stages, base, selection)):
+                if isinstance(picture, np.ndarray):
+                    column.image(picture, caption=caption, width="stretch")
+                    pictures.append((f"{method.label} {caption.split(' ')[0]}", picture))
+                elif picture:
+                    column.caption(picture)
+    return pictures
+
+
+def eigen_lesson_ui(selection: widgets.Selection) -> None:
+    """Eigen-CAM and Grad-CAM for two classes: one map moves with the class, the other cannot."""
+    layer, other = selection.clf.cam_layer, widgets.second_class_ui(selection, key="gallery_other")
+    base = thumbnail(selection.rgb)
+    pictures, maps = [], {}
+    for target in (selection.target, other):
+        results = selection.explain(["eigen_cam", "grad_cam"], [layer], target=target)
+        maps[target] = {name: r.maps[layer][0] for name, r in results.items()}
+        for name in ("eigen_cam", "grad_cam"):
+            caption = f"{gc.METHODS[name].label}: '{selection.clf.categories[target]}'"
+            pictures.append((caption, gc.overlay(base, maps[target][name], selection.cmap, selection.alpha)))
+    figures.show_grid(pictures, columns=4, filename=f"eigen_cam_two_classes_{selection.target}_{other}.png")
+    same = float((maps[selection.target]["eigen_cam"] - maps[other]["eigen_cam"]).abs().max())
+    r = gc.maps.correlation(maps[selection.target]["grad_cam"], maps[other]["grad_cam"])
+    st.info(f"Eigen-CAM's two maps differ by at most {same:.1e}: it never looks at the class. Grad-CAM's two maps "
+            f"correlate at r = {r:.2f}. Eigen-CAM shows what {layer} sees most, which is often, not always, the "
+            "object the network names.")
+
+
+selection = widgets.sidebar()
+clf = selection.clf
+st.title("Method gallery: every explainer, side by side")
+st.markdown(
+    f"Fourteen answers to one question: where does the network see **{selection.class_name}**? Each row is a "
+    "method, each column a stage of the network. Methods of one kind read the same thing from the network "
+    "(the heading says what); the text beside each says what it changes. The gradient methods share one "
+    "forward and one backward pass; the perturbation methods run extra forward passes, batched, with a "
+    "progress bar, and are cached like everything else."
+)
+chosen = methods_ui()
+stages, options = settings_ui(clf)
+if not chosen:
+    st.info("Pick at least one method above.")
+    st.stop()
+fast = [m for m in chosen if not gc.METHODS[m].slow and m != "cam"]
+results: dict[str, gc.Result | str] = {}
+if "cam" in chosen:
+    results["cam"] = cam_result(selection)
+if fast:
+    results.update(selection.explain(fast, stages))
+slow = [m for m in chosen if gc.METHODS[m].slow]
+if slow:
+    results.update(slow_results_ui(selection, slow, stages, options))
+results = {name: results[name] for name in chosen if name in results}
+pictures = gallery_ui(results, stages, selection)
+if pictures:
+    figures.download(lambda: figures.grid_png(pictures, columns=len(stages)), f"gallery_{selection.target}.png",
+                     "Download the gallery (PNG)")
+
+if "eigen_cam" in chosen:
+    st.subheader("Eigen-CAM has no class")
+    eigen_lesson_ui(selection)
+
+show_code(
+    f"results = gc.explain(clf.module, x, target={selection.target}, layers={stages},\n"
+    f"                     methods={fast}){'  # one forward, one backward pass' if fast else ''}\n"
+    + "".join(f"gc.explain(clf.module, x, {selection.target}, {stages}, ['{m}'], options={{'{m}': {options[m]}}},\n"
+              "           progress=lambda done, total: ...)\n" for m in slow)
+    + "results['grad_cam'].maps['layer4']   # (1, h, w) at the layer's resolution; overlay() upsamples",
+    gc.explain,
+    gc.explainers.base.run,
+)
