@@ -1,7 +1,9 @@
-"""Command line: write explanation overlays for an image or a folder of images, e.g. for slides.
+"""Command line: write explanation pictures for an image or a folder of images, e.g. for slides.
 
-    python -m gradcam_core photo.jpg --model efficientnet_lite0 --method gradcam \
+    python -m gradcam_core photo.jpg --model efficientnet_lite0 --method grad_cam \
         --layers layer1,layer4 --target 243 -o out/
+
+Every method of :data:`gradcam_core.METHODS` is offered by its name.
 """
 
 from __future__ import annotations
@@ -13,10 +15,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from . import CAM, GradCAM, GuidedBackprop, GuidedGradCAM, load_image, load_model, overlay, to_image
+from . import METHODS, Saliency, explain, load_image, load_model, overlay, to_image
+from .maps import heat_image
 from .models import MODELS, Classifier
 
-METHODS = ("gradcam", "cam", "guided-backprop", "guided-gradcam")
+#: Earlier names of some methods, still accepted.
+ALIASES = {"gradcam": "grad_cam", "guided-backprop": "guided_backprop", "guided-gradcam": "guided_grad_cam"}
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".gif", ".bmp", ".tif", ".tiff", ".webp"}
 
 
@@ -28,17 +32,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("source", type=Path, help="an image file, or a folder whose images are all explained")
     parser.add_argument("--model", default="efficientnet_lite0", choices=MODELS,
                         help="the classifier (default: efficientnet_lite0, which needs no download)")
-    parser.add_argument("--method", default="gradcam", choices=METHODS,
-                        help="gradcam (any layer), cam (the GAP layer only), guided-backprop, or "
-                             "guided-gradcam (default: gradcam)")
+    parser.add_argument("--method", default="grad_cam", choices=[*METHODS, *ALIASES], metavar="METHOD",
+                        help=f"one of: {', '.join(METHODS)} (default: grad_cam)")
     parser.add_argument("--layers", default=None,
                         help="comma-separated layer names (default: the model's stages, e.g. "
-                             "layer1,layer2,layer3,layer4; for cam, the last one)")
+                             "layer1,layer2,layer3,layer4; CAM explains the last one)")
     parser.add_argument("--target", default=None,
                         help="class index or exact class name, e.g. 243 or 'bull mastiff' "
                              "(default: each image's top-1 class)")
     parser.add_argument("--counterfactual", action="store_true",
-                        help="Grad-CAM with negated gradients: the evidence against the class")
+                        help="grad_cam and guided_grad_cam with negated gradients: the evidence against the class")
+    parser.add_argument("--batch-size", type=int, default=32,
+                        help="forward passes per batch of score_cam, ablation_cam and occlusion (default: 32)")
+    parser.add_argument("--window", type=int, default=32, help="occlusion's square, in pixels (default: 32)")
+    parser.add_argument("--stride", type=int, default=16, help="occlusion's step, in pixels (default: 16)")
     parser.add_argument("--cmap", default="jet", help="matplotlib colormap of the overlays (default: jet)")
     parser.add_argument("--alpha", type=float, default=0.5, help="opacity of the map, 0 to 1 (default: 0.5)")
     parser.add_argument("-o", "--output", type=Path, default=Path("gradcam_out"),
@@ -75,7 +82,14 @@ def image_files(source: Path) -> list[Path]:
     return [source]
 
 
-def explain(classifier: Classifier, path: Path, args: argparse.Namespace) -> dict[str, np.ndarray]:
+def method_options(name: str, classifier: Classifier, args: argparse.Namespace) -> dict[str, object]:
+    """The command line's settings (and the classifier's head, for CAM) that the method takes."""
+    given = {"counterfactual": args.counterfactual, "batch_size": args.batch_size, "window": args.window,
+             "stride": args.stride, "fc": classifier.fc}
+    return {key: value for key, value in given.items() if key in METHODS[name].options}
+
+
+def explain_image(classifier: Classifier, path: Path, args: argparse.Namespace) -> dict[str, np.ndarray]:
     """Picture name (method, layer, class) -> RGB picture, for one image."""
     picture = np.asarray(load_image(path))
     x = classifier.preprocess(picture)
@@ -83,23 +97,19 @@ def explain(classifier: Classifier, path: Path, args: argparse.Namespace) -> dic
     if target is None:
         target = int(classifier.predict(x).argmax())
     label = classifier.categories[target].replace(" ", "-").replace("/", "-")
-    layers = args.layers.split(",") if args.layers else None
-    model = classifier.module
-    if args.method == "guided-backprop":
-        gradients = GuidedBackprop(model)(x, target)
-        return {f"guided-backprop_{label}": to_image(gradients[0])}
-    if args.method == "cam":
-        result = CAM(model, layer=(layers or [classifier.cam_layer])[-1], fc=classifier.fc)(x, target)
-    elif args.method == "gradcam":
-        result = GradCAM(model, layers or classifier.stages, counterfactual=args.counterfactual)(x, target)
-    else:
-        result = GuidedGradCAM(model, layers or classifier.stages, counterfactual=args.counterfactual)(x, target)
-        return {f"guided-gradcam_{name}_{label}": to_image(m[0]) for name, m in result.maps.items()}
-    method = "counterfactual" if args.counterfactual and args.method == "gradcam" else args.method
-    return {
-        f"{method}_{name}_{label}": overlay(picture, m[0], cmap=args.cmap, alpha=args.alpha)
-        for name, m in result.maps.items()
-    }
+    name = ALIASES.get(args.method, args.method)
+    layers = args.layers.split(",") if args.layers else classifier.stages
+    result = explain(classifier.module, x, target, layers, [name], {name: method_options(name, classifier, args)})[name]
+    stem = "counterfactual" if args.counterfactual and "counterfactual" in METHODS[name].options else name
+    pictures = {}
+    for layer, m in result.maps.items():
+        where = "" if layer == "input" else f"_{layer}"
+        if m.dim() == 4:  # a pixel-space picture (N, 3, H, W)
+            shown = heat_image(Saliency.strength(m[0])) if name == "saliency" else to_image(m[0])
+        else:  # a map; occlusion's negative drops (evidence against) are cut, as every CAM's ReLU does
+            shown = overlay(picture, m[0].clamp(min=0), cmap=args.cmap, alpha=args.alpha)
+        pictures[f"{stem}{where}_{label}"] = shown
+    return pictures
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -115,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     failures = 0
     for path in files:
         try:
-            pictures = explain(classifier, path, args)
+            pictures = explain_image(classifier, path, args)
         except ValueError as error:
             print(f"{path}: {error}", file=sys.stderr)
             failures += 1

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["correlation", "gate", "normalize", "overlay", "to_image", "upsample"]
+__all__ = ["correlation", "gate", "heat_image", "normalize", "overlay", "to_image", "upsample"]
 
 
 def upsample(m: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -99,6 +99,23 @@ def to_image(m: torch.Tensor, contrast: float = 0.1) -> np.ndarray:
     if picture.dim() == 3:
         picture = picture.permute(1, 2, 0)
     return (picture * 255).round().to(torch.uint8).numpy()
+
+
+def heat_image(m: torch.Tensor, cmap: str = "inferno", percentile: float = 99.0) -> np.ndarray:
+    """A non-negative map of one sample ``(H, W)`` coloured from 0 to its ``percentile``, as uint8 RGB.
+
+    How a saliency strength is shown: scaled by its maximum, a few extreme pixels would turn all
+    the others dark.
+
+    Example:
+        >>> picture = heat_image(Saliency.strength(Saliency(model)(x, 243)[0]))   # (H, W, 3)
+    """
+    m = torch.as_tensor(m).detach().cpu().float()
+    if m.dim() != 2:
+        raise ValueError(f"Expected one (H, W) map, got shape {tuple(m.shape)}.")
+    top = float(torch.quantile(m.flatten(), percentile / 100)) or float(m.max()) or 1.0
+    colours = matplotlib.colormaps[cmap]((m / top).clamp(0, 1).numpy())[..., :3]
+    return (colours * 255).round().astype(np.uint8)
 
 
 def overlay(image: np.ndarray, m: torch.Tensor, cmap: str = "jet", alpha: float = 0.5) -> np.ndarray:

@@ -13,12 +13,21 @@ CELL_SIDE = 256
 DEFAULT_METHODS = ["cam", "grad_cam", "grad_cam_plus_plus", "layer_cam", "eigen_cam", "saliency", "guided_backprop"]
 
 
+def heading(kind: str) -> str:
+    return kind[0].upper() + kind[1:]
+
+
+def row_columns(stages: list[str]) -> list:
+    """The method's column, then one per stage; at least four, so that one stage is not drawn huge."""
+    return st.columns([1.4] + [1] * max(len(stages), 4))
+
+
 def methods_ui() -> list[str]:
     """The methods to compare, one row of toggles per kind, in the registry's order."""
     chosen = []
     for kind in gc.KINDS:
         names = [name for name, method in gc.METHODS.items() if method.kind == kind]
-        picked = st.pills(kind.capitalize(), names, selection_mode="multi", format_func=lambda n: gc.METHODS[n].label,
+        picked = st.pills(heading(kind), names, selection_mode="multi", format_func=lambda n: gc.METHODS[n].label,
                           default=[n for n in names if n in DEFAULT_METHODS], key=f"gallery_methods:{kind}",
                           help=gc.KINDS[kind])
         chosen += picked
@@ -76,7 +85,7 @@ def pixel_picture(name: str, picture: torch.Tensor, base: np.ndarray, selection:
     """A pixel-space result for display: a strength, a signed picture on grey, or a heat overlay."""
     if name == "occlusion":
         return gc.overlay(base, picture.clamp(min=0), selection.cmap, selection.alpha)
-    rgb = figures.strength(gc.Saliency.strength(picture)) if name == "saliency" else gc.to_image(picture)
+    rgb = gc.maps.heat_image(gc.Saliency.strength(picture)) if name == "saliency" else gc.to_image(picture)
     return np.asarray(Image.fromarray(rgb).resize((base.shape[1], base.shape[0]), Image.BILINEAR))
 
 
@@ -110,7 +119,7 @@ def timing(result: gc.Result | str) -> str:
 
 def gallery_ui(results: dict[str, gc.Result | str], stages: list[str], selection: widgets.Selection) -> list:
     base = thumbnail(selection.rgb)
-    header = st.columns([1.4] + [1] * len(stages))
+    header = row_columns(stages)
     header[0].markdown("**method**")
     for column, stage in zip(header[1:], stages):
         column.markdown(f"**{stage}**")
@@ -118,10 +127,10 @@ def gallery_ui(results: dict[str, gc.Result | str], stages: list[str], selection
     for kind in gc.KINDS:
         names = [n for n in results if gc.METHODS[n].kind == kind]
         if names:
-            st.markdown(f"##### {kind.capitalize()}: {gc.KINDS[kind]}")
+            st.markdown(f"##### {heading(kind)}: {gc.KINDS[kind]}")
         for name in names:
             method = gc.METHODS[name]
-            row = st.columns([1.4] + [1] * len(stages))
+            row = row_columns(stages)
             row[0].markdown(f"**{method.label}** ({method.paper} {method.year})  \n{method.summary}")
             row[0].caption(timing(results[name]))
             for column, (caption, picture) in zip(row[1:], cells(name, results[name], stages, base, selection)):

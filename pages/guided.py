@@ -26,7 +26,7 @@ def options_ui(selection: widgets.Selection) -> tuple[str, int, bool]:
 def pixel_picture(method: str, picture, size: tuple[int, int]) -> np.ndarray:
     """Saliency as its strength (max over colours of |gradient|), the others centred on grey."""
     if method == "saliency":
-        rgb = figures.strength(gc.Saliency.strength(picture[0]))
+        rgb = gc.maps.heat_image(gc.Saliency.strength(picture[0]))
     else:
         rgb = gc.to_image(picture[0])
     return np.asarray(Image.fromarray(rgb).resize(size[::-1], Image.BILINEAR))

@@ -8,7 +8,10 @@ No fixture touches the network.
 
 from __future__ import annotations
 
+import copy
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -284,6 +287,80 @@ def build_explainer(kind: str, model: nn.Module, layers=("conv2",), cam_layer="r
 
 
 # --------------------------------------------------------------------------------------------
+# Every registered method (gc.METHODS), and counting the passes a call makes
+# --------------------------------------------------------------------------------------------
+
+#: Every name in ``gc.METHODS``, for tests parametrized over all the methods.
+METHOD_NAMES = list(gc.METHODS)
+#: The perturbation methods (Score-CAM, Ablation-CAM, Occlusion): they take ``progress``.
+SLOW_METHOD_NAMES = [name for name, method in gc.METHODS.items() if method.slow]
+#: Options that keep every method cheap on TinyCNN's 8x8 inputs (occlusion's default 32-pixel
+#: window would cover the whole picture).
+TINY_OPTIONS = {"occlusion": {"window": 4, "stride": 2}}
+
+
+def build_method(name: str, model: nn.Module, layers=("conv2", "relu2"), **options):
+    """``gc.METHODS[name]`` built on ``model`` (CAM takes the last of ``layers``, before GAP)."""
+    settings = {**TINY_OPTIONS.get(name, {}), **options}
+    return gc.METHODS[name].create(model, list(layers), **settings)
+
+
+def result_tensors(out) -> dict[str, torch.Tensor]:
+    """Every tensor an explainer returns (maps, weights, activations, ...), by a flat name."""
+    if isinstance(out, torch.Tensor):
+        return {"input": out}
+    tensors = {"logits": out.logits, "targets": out.targets}
+    for field in ("maps", "weights", "activations", "cams"):
+        tensors.update({f"{field}:{k}": v for k, v in getattr(out, field).items()})
+    if out.guided is not None:
+        tensors["guided"] = out.guided
+    return tensors
+
+
+@contextmanager
+def count_calls(*modules: nn.Module) -> Iterator[list[int]]:
+    """``counts[i]``: how many times ``modules[i]`` ran its forward inside the block."""
+    counts = [0] * len(modules)
+
+    def counter(i):
+        def hook(module, args):
+            counts[i] += 1
+
+        return hook
+
+    handles = [m.register_forward_pre_hook(counter(i)) for i, m in enumerate(modules)]
+    try:
+        yield counts
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def gap_head(model: nn.Module, layer: str, fc: str, x: torch.Tensor, targets) -> tuple:
+    """What the closed forms at a ``layer -> GAP -> fc`` head need, computed without the package.
+
+    Returns ``A`` (N, K, h, w) the layer's output, ``w`` (N, K) the fc row of each sample's
+    target class, ``mean`` (N, K) = GAP(A), and ``y`` (N,) the target logits.
+    """
+    modules = dict(model.named_modules())
+    seen = {}
+    handle = modules[layer].register_forward_hook(lambda m, i, o: seen.setdefault("a", o.detach().clone()))
+    try:
+        with torch.no_grad():
+            logits = model(x)
+    finally:
+        handle.remove()
+    targets = torch.as_tensor(targets).expand(x.shape[0])
+    a = seen["a"]
+    w = modules[fc].weight.detach()[targets]
+    mean = a.mean(dim=(2, 3))
+    y = logits.gather(1, targets[:, None])[:, 0]
+    # the head really is fc(GAP(A)), so the closed forms apply
+    torch.testing.assert_close(modules[fc](mean), logits)
+    return a, w, mean, y
+
+
+# --------------------------------------------------------------------------------------------
 # Fixtures
 # --------------------------------------------------------------------------------------------
 
@@ -323,3 +400,25 @@ def small_batch() -> torch.Tensor:
 @pytest.fixture(scope="session")
 def cat_dog_x(efficientnet) -> torch.Tensor:
     return efficientnet.preprocess(CAT_DOG)
+
+
+@pytest.fixture(scope="session")
+def shapes_gap() -> gc.Classifier:
+    """The shapes lab's GAP network with its shipped weights (assets/models, no network)."""
+    return gc.load_model("shapes_gap")
+
+
+@pytest.fixture(scope="session")
+def shapes_gap64(shapes_gap) -> nn.Module:
+    """A float64 copy of ``shapes_gap``: closed forms at its GAP head then hold to ~1e-12, where
+    float32 rounding of 128-channel sums would leave ~1e-6 of noise."""
+    return copy.deepcopy(shapes_gap.module).double().eval()
+
+
+@pytest.fixture(scope="session")
+def shapes_images() -> tuple[torch.Tensor, torch.Tensor]:
+    """Four rendered 64x64 shapes pictures (normalized) and their labels."""
+    from gradcam_core import shapes
+
+    batch = shapes.render(4, seed=3)
+    return batch.images, batch.labels

@@ -11,11 +11,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import gradcam_core as gc
+
 pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
-PAGES = ["home", "activations", "cam", "grad_cam", "guided", "compare", "shapes_lab"]
+PAGES = ["home", "activations", "cam", "grad_cam", "guided", "compare", "shapes_lab", "gallery"]
 TIGER_CAT, EGYPTIAN_CAT = 282, 285
 
 
@@ -199,3 +201,46 @@ def test_a_short_training_run_finishes_and_becomes_a_model_choice():
     at.switch_page("pages/cam.py").run()
     assert not problems(at) and not at.error
     assert {m.label for m in at.metric} >= {"Box IoU", "Pointing game"}
+
+
+def gallery_captions(at: AppTest) -> str:
+    return " ".join(str(e.value) for e in (*at.markdown, *at.caption))
+
+
+def test_the_gallery_draws_every_chosen_method_in_the_registry():
+    at = open_page("gallery")
+    at.selectbox(key="widget:model").set_value("shapes_gap").run()
+    for kind in ("layer gradient", "layer activation", "input gradient"):
+        names = [name for name, method in gc.METHODS.items() if method.kind == kind]
+        at.button_group(key=f"gallery_methods:{kind}").set_value(names).run()
+    assert not problems(at) and not at.error, [e.value for e in at.error]
+    text = gallery_captions(at)
+    for name in ("grad_cam", "grad_cam_plus_plus", "xgrad_cam", "layer_cam", "hires_cam", "eigen_cam", "saliency",
+                 "guided_backprop", "deconvnet", "guided_grad_cam", "cam"):
+        assert f"**{gc.METHODS[name].label}**" in text, name
+    assert "shared pass" in text  # each row says what it cost
+    assert len(at.get("image")) >= 4 * 8 + 4
+
+
+def test_the_gallery_runs_the_slow_methods():
+    at = open_page("gallery")
+    at.selectbox(key="widget:model").set_value("shapes_gap").run()
+    at.button_group(key="gallery_methods:perturbation").set_value(["score_cam", "ablation_cam"]).run()
+    assert not problems(at) and not at.error, [e.value for e in at.error]
+    assert "**Score-CAM**" in gallery_captions(at) and "**Ablation-CAM**" in gallery_captions(at)
+    before = image_ids(at)
+    at.slider(key="widget:alpha").set_value(0.8).run()
+    assert not problems(at) and image_ids(at) != before  # the overlays follow the opacity
+
+
+def test_eigen_cam_gives_the_same_map_for_two_classes():
+    at = open_page("gallery")
+    assert any("differ by at most 0.0e+00" in i.value for i in at.info)
+
+
+def test_the_guided_page_sets_three_pixel_methods_against_grad_cam():
+    at = open_page("guided")
+    assert not problems(at) and not at.error
+    captions = " ".join(str(i.proto) for i in at.get("image"))
+    for label in ("Saliency", "Guided Backprop", "Deconvnet", "Guided Grad-CAM", "Deconvnet × Grad-CAM"):
+        assert label in captions, label

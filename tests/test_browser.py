@@ -3,7 +3,8 @@
 A module-scoped fixture starts ``streamlit run app.py`` on a free loopback port; each page is opened
 in a fresh browser context, waited on until the app is idle, checked for exceptions, error boxes and
 tracebacks, and saved as a full-page screenshot under ``artifacts/screenshots/`` (git-ignored).
-One more test changes the class on the Grad-CAM page and checks that the figures are redrawn.
+One more test changes the class on the Grad-CAM page and checks that the figures are redrawn; another
+starts Score-CAM in the method gallery, cancels it mid-way, and runs it again on one stage.
 
 Needs Debian's ``chromium`` and the ``playwright`` package (``playwright install`` is not needed: the
 system browser is launched). Skipped when either is missing.
@@ -60,6 +61,7 @@ PAGES = {
     "guided": ("/guided", True),
     "compare": ("/compare", True),
     "shapes_lab": ("/shapes_lab", False),
+    "gallery": ("/gallery", True),
 }
 
 #: The sidebar's page links, as ui/widgets.py's PAGES lists them.
@@ -71,6 +73,7 @@ NAV_TITLES = [
     "4 · Guided Grad-CAM",
     "5 · CAM vs Grad-CAM",
     "6 · Shapes lab: train it yourself",
+    "7 · Method gallery",
 ]
 
 MAIN = '[data-testid="stMain"]'
@@ -331,3 +334,35 @@ def test_grad_cam_follows_the_class(server, page):
         assert_no_errors(page)
     finally:
         screenshot(page, "grad_cam_tiger_cat")
+
+
+def test_gallery_runs_a_slow_method_with_progress_and_cancel(server, page):
+    """Score-CAM shows a progress bar; Cancel stops it and says so; on one stage it runs to the end."""
+    open_page(page, server + PAGES["gallery"][0], needs_figure=True)
+    main = page.locator(MAIN)
+    main.get_by_role("button", name="Score-CAM", exact=True).click()
+    main.locator('[data-testid="stProgress"]').first.wait_for(state="visible", timeout=60_000)
+    page.wait_for_timeout(1500)
+    screenshot(page, "gallery_score_cam_progress")
+    main.get_by_role("button", name="Cancel the slow methods").click()
+    main.get_by_text("Score-CAM: cancelled.").wait_for(state="visible", timeout=60_000)
+    wait_idle(page)
+    try:
+        assert main.locator('[data-testid="stProgress"]').count() == 0
+        assert_no_errors(page)
+    finally:
+        screenshot(page, "gallery_cancelled")
+
+    for stage in ("layer1", "layer2", "layer4"):  # layer3 alone: 112 channels, 112 forward passes
+        main.get_by_role("button", name=stage, exact=True).first.click()
+        wait_idle(page)
+    deadline = time.monotonic() + PAGE_LOAD_S
+    main.get_by_text("Score-CAM", exact=True).first.wait_for(state="visible")
+    wait_idle(page, timeout_s=PAGE_LOAD_S)
+    wait_figures(page, deadline)
+    try:
+        assert "(Wang et al., CVPR workshops 2020)" in main.inner_text()
+        assert "cancelled" not in main.inner_text()
+        assert_no_errors(page)
+    finally:
+        screenshot(page, "gallery_score_cam_layer3")

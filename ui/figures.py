@@ -135,15 +135,6 @@ def colorize(m: torch.Tensor, cmap: str, value_range: tuple[float, float] | None
     return colours.repeat(factor, axis=0).repeat(factor, axis=1)
 
 
-def strength(m: torch.Tensor, cmap: str = "inferno") -> np.ndarray:
-    """A non-negative pixel map ``(H, W)`` coloured from 0 to its 99th percentile (a few extreme
-    pixels would otherwise turn the rest black)."""
-    m = torch.as_tensor(m).detach().float().cpu()
-    top = float(torch.quantile(m.flatten(), 0.99)) or float(m.max()) or 1.0
-    colours = matplotlib.colormaps[cmap]((m / top).clamp(0, 1).numpy())[..., :3]
-    return (colours * 255).round().astype(np.uint8)
-
-
 def with_boxes(rgb: np.ndarray, boxes: Sequence[tuple[tuple[float, float, float, float], str]], scale: float) -> np.ndarray:
     """Draw ``(box, colour)`` outlines, boxes as (x0, y0, x1, y1) in model pixels, ends exclusive,
     scaled by ``scale``; an empty box draws nothing."""

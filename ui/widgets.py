@@ -82,7 +82,12 @@ class Selection:
 
     def explain(self, methods: Sequence[str], layers: Sequence[str], target: int | None = None,
                 options: dict[str, dict] | None = None) -> dict[str, gc.Result]:
-        """The cached ``gc.explain`` of this image (for the sidebar's class unless ``target`` is given)."""
+        """The cached ``gc.explain`` of this image (for the sidebar's class unless ``target`` is given).
+
+        CAM is told the classifier's head, so that its refusal of another head names the right layer.
+        """
+        if "cam" in methods:
+            options = {**(options or {}), "cam": {"fc": self.clf.fc}}
         return resources.explanation(
             tuple(methods), self.model_key, self.picture.image_id, tuple(layers),
             self.target if target is None else target, options, self.clf, self.x,
