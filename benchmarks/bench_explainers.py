@@ -38,6 +38,8 @@ def cases(clf: gc.Classifier, x: torch.Tensor, target: int) -> dict[str, Callabl
         for stage in stages:
             gc.GradCAM(model, [stage])(x, target)
 
+    gradient_methods = [name for name, method in gc.METHODS.items() if method.kind == "layer gradient"]
+
     return {
         "forward (no_grad)": forward,
         "forward + backward filling .grad": forward_backward_params,
@@ -47,6 +49,11 @@ def cases(clf: gc.Classifier, x: torch.Tensor, target: int) -> dict[str, Callabl
         f"CAM {clf.cam_layer}": lambda: gc.CAM(model, clf.cam_layer, clf.fc)(x, target),
         "Guided Backprop": lambda: gc.GuidedBackprop(model)(x, target),
         f"Guided Grad-CAM {stages[0]}..{last}": lambda: gc.GuidedGradCAM(model, stages)(x, target),
+        f"explain: {len(gradient_methods)} layer-gradient methods + saliency, {stages[0]}..{last}":
+            lambda: gc.explain(model, x, target, stages, [*gradient_methods, "saliency"]),
+        f"explain: the same + Eigen-CAM, guided backprop, deconvnet, Guided Grad-CAM, CAM":
+            lambda: gc.explain(model, x, target, stages, [*gradient_methods, "saliency", "eigen_cam",
+                                                          "guided_backprop", "deconvnet", "guided_grad_cam", "cam"]),
     }
 
 

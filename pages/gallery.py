@@ -165,7 +165,7 @@ selection = widgets.sidebar()
 clf = selection.clf
 st.title("Method gallery: every explainer, side by side")
 st.markdown(
-    f"Fourteen answers to one question: where does the network see **{selection.class_name}**? Each row is a "
+    f"{len(gc.METHODS)} answers to one question: where does the network see **{selection.class_name}**? Each row is a "
     "method, each column a stage of the network. Methods of one kind read the same thing from the network "
     "(the heading says what); the text beside each says what it changes. The gradient methods share one "
     "forward and one backward pass; the perturbation methods run extra forward passes, batched, with a "

@@ -2,6 +2,7 @@
 
 import numpy as np
 import streamlit as st
+import torch
 from PIL import Image
 
 import gradcam_core as gc
@@ -93,6 +94,12 @@ st.info(
     f"r = {rows['Guided Backprop']:.2f}, against r = {rows['Grad-CAM']:.2f} for Grad-CAM: gating by Grad-CAM is what "
     "makes the sharp pictures class-discriminative."
 )
+if not any(isinstance(m, torch.nn.MaxPool2d) for m in clf.module.modules()):
+    st.warning(
+        f"{clf.description.split(',')[0]} has no max pooling, so on the way back the deconvnet meets nothing that "
+        "depends on the image: its ReLUs ignore their inputs, and convolutions and batch norm are linear. Its "
+        "picture is the same for every image you choose. Try another sample and see."
+    )
 
 show_code(
     f"results = gc.explain(clf.module, x, target={selection.target}, layers=['{layer}'],\n"

@@ -37,10 +37,11 @@ def download_ui() -> None:
 selection = widgets.sidebar()
 st.title("Where does a CNN look when it decides?")
 st.markdown(
-    """
+    f"""
 A convolutional network turns a picture into a class. These pages open it up and show **where** it
-looked: the feature maps it computes, and the maps of CAM, Grad-CAM and Guided Grad-CAM that
-weigh those feature maps by how much they raise the score of one class.
+looked: the feature maps it computes, the maps of CAM, Grad-CAM and the methods that followed it,
+which weigh those feature maps by how much they raise the score of one class, and the pictures of
+the methods that send the score back to the pixels. The gallery sets all {len(gc.METHODS)} side by side.
 
 Pick a model, an image and a class in the sidebar; your choice follows you from page to page.
 """
@@ -51,9 +52,10 @@ with left:
     st.page_link("pages/activations.py", label="1 · Activations: what each layer responds to", icon=":material/grid_view:")
     st.page_link("pages/cam.py", label="2 · CAM: the map a GAP network gives for free", icon=":material/functions:")
     st.page_link("pages/grad_cam.py", label="3 · Grad-CAM from layer1 to layer4", icon=":material/layers:")
-    st.page_link("pages/guided.py", label="4 · Guided Grad-CAM: sharp and class-discriminative", icon=":material/blur_on:")
+    st.page_link("pages/guided.py", label="4 · Saliency, guided backprop, deconvnet, and Guided Grad-CAM", icon=":material/blur_on:")
     st.page_link("pages/compare.py", label="5 · CAM vs Grad-CAM: the same map, where both apply", icon=":material/compare:")
     st.page_link("pages/shapes_lab.py", label="6 · Train a GAP network and watch it learn where", icon=":material/school:")
+    st.page_link("pages/gallery.py", label="7 · Every method side by side: the gallery", icon=":material/view_module:")
     st.markdown(
         """
 **For a class:** start with the bulldog-and-cat picture. On page 3, compare `layer1` (edges and

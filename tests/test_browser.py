@@ -70,7 +70,7 @@ NAV_TITLES = [
     "1 · Activations",
     "2 · CAM on a GAP network",
     "3 · Grad-CAM, layer by layer",
-    "4 · Guided Grad-CAM",
+    "4 · Pixel-space methods",
     "5 · CAM vs Grad-CAM",
     "6 · Shapes lab: train it yourself",
     "7 · Method gallery",

@@ -86,10 +86,12 @@ def test_deconvnet_on_the_guided_mlp_is_the_same_for_every_input(x, guided):
         assert torch.equal(gc.GuidedBackprop(model)(column(*x), target=0).flatten(), torch.tensor(guided))
 
 
-def test_deconvnet_ignores_relu6_saturation_and_sign():
+@pytest.mark.parametrize("inplace", [False, True])
+def test_deconvnet_ignores_relu6_saturation_and_sign(inplace):
     # x = [7, 2, -3] through ReLU6, y = 2 a - b + 3 c:
     #   plain relu6' = [0, 1, 0] -> [0, -1, 0]; guided [0, 0, 0]; deconvnet max([2, -1, 3], 0) = [2, 0, 3]
-    model = nn.Sequential(nn.Flatten(), nn.ReLU6(inplace=True), nn.Linear(3, 1, bias=False))
+    # In place, the ReLU6 changes the view that Flatten returns (as in test_guided.py's ReLU6 test).
+    model = nn.Sequential(nn.Flatten(), nn.ReLU6(inplace=inplace), nn.Linear(3, 1, bias=False))
     with torch.no_grad():
         model[2].weight.copy_(torch.tensor([[2.0, -1.0, 3.0]]))
     x = column(7.0, 2.0, -3.0)

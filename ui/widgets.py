@@ -103,7 +103,7 @@ PAGES = [
     ("pages/activations.py", "1 · Activations", ":material/grid_view:"),
     ("pages/cam.py", "2 · CAM on a GAP network", ":material/functions:"),
     ("pages/grad_cam.py", "3 · Grad-CAM, layer by layer", ":material/layers:"),
-    ("pages/guided.py", "4 · Guided Grad-CAM", ":material/blur_on:"),
+    ("pages/guided.py", "4 · Pixel-space methods", ":material/blur_on:"),
     ("pages/compare.py", "5 · CAM vs Grad-CAM", ":material/compare:"),
     ("pages/shapes_lab.py", "6 · Shapes lab: train it yourself", ":material/school:"),
     ("pages/gallery.py", "7 · Method gallery", ":material/view_module:"),

@@ -19,8 +19,9 @@ class Deconvnet(InputExplainer):
         R^{l} = \max(R^{l+1}, 0)
 
     The forward input's sign is forgotten, so the picture depends on the image only through the
-    max-pooling switches and the first layers: it shows patterns the units respond to, much the
-    same for every class. Guided backpropagation keeps both gates. The rule is a hook on the
+    max-pooling switches: it shows patterns the units respond to, much the same for every class.
+    In a network without max pooling (EfficientNet-Lite0) nothing on the way back depends on the
+    image at all, and every image gets the same picture for a class. Guided backpropagation keeps both gates. The rule is a hook on the
     autograd nodes of one forward pass, as for :class:`GuidedBackprop`.
 
     Example:

@@ -148,7 +148,8 @@ METHODS: dict[str, Method] = {m.name: m for m in [
            "crisp edges, but nearly the same picture for every class."),
     Method("deconvnet", Deconvnet, "Deconvnet", "Zeiler and Fergus, ECCV", 2014, "input gradient", True, False,
            "Passes the positive part of the signal back through each ReLU whatever its input was: shows the "
-           "patterns the units respond to, even less class-specific than guided backprop."),
+           "patterns the units respond to, even less class-specific than guided backprop. Without max pooling "
+           "(EfficientNet) it is the same picture for every image."),
     Method("guided_grad_cam", GuidedGradCAM, "Guided Grad-CAM", "Selvaraju et al., ICCV", 2017, "input gradient",
            True, True,
            "Guided backprop times the upsampled Grad-CAM: the edges of guided backprop, kept only where "
