@@ -1,0 +1,62 @@
+"""gradcam_core.__main__: every registered method from the command line, and its errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import gradcam_core as gc
+from gradcam_core import shapes
+from gradcam_core.__main__ import ALIASES, main
+
+
+SEED = 3
+
+
+@pytest.fixture(scope="module")
+def shapes_picture(tmp_path_factory):
+    path = tmp_path_factory.mktemp("cli") / "shape.png"
+    Image.fromarray(shapes.render(1, seed=SEED).pictures[0]).save(path)
+    return path
+
+
+@pytest.mark.parametrize("method", list(gc.METHODS))
+def test_every_registered_method_writes_its_pictures(method, shapes_picture, tmp_path, capsys):
+    label = int(shapes.render(1, seed=SEED).labels[0])
+    argv = [str(shapes_picture), "--model", "shapes_gap", "--method", method, "--layers", "layer3,layer4",
+            "--target", str(label), "--window", "16", "--stride", "8", "-o", str(tmp_path)]
+    assert main(argv) == 0
+    written = sorted(tmp_path.glob("*.png"))
+    assert [str(p) for p in written] == sorted(capsys.readouterr().out.split())
+    layers = {"cam": 1}.get(method, 2) if gc.METHODS[method].layered else 1
+    assert len(written) == layers
+    for path in written:
+        assert method in path.name and path.name.endswith(f"_{shapes.CLASSES[label]}.png")
+        picture = np.asarray(Image.open(path))
+        assert picture.shape[:2] == (64, 64) and picture.std() > 0  # the true class: never an empty map
+
+
+@pytest.mark.parametrize("alias", list(ALIASES))
+def test_the_earlier_method_names_still_work(alias, shapes_picture, tmp_path):
+    assert main([str(shapes_picture), "--model", "shapes_gap", "--method", alias, "-o", str(tmp_path)]) == 0
+    assert all(ALIASES[alias] in p.name for p in tmp_path.glob("*.png"))
+
+
+def test_an_unknown_method_is_refused_with_the_list(shapes_picture, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main([str(shapes_picture), "--method", "magic_cam"])
+    assert exit_.value.code == 2
+    assert "score_cam" in capsys.readouterr().err
+
+
+def test_cam_refuses_a_head_without_pooling_and_says_why(shapes_picture, tmp_path, capsys):
+    assert main([str(shapes_picture), "--model", "shapes_fc", "--method", "cam", "-o", str(tmp_path)]) == 1
+    error = capsys.readouterr().err
+    assert "flattens the feature maps" in error and "GradCAM" in error
+    assert not list(tmp_path.glob("*.png"))
+
+
+def test_a_class_out_of_range_is_refused_before_any_work(shapes_picture, tmp_path, capsys):
+    assert main([str(shapes_picture), "--model", "shapes_gap", "--target", "99", "-o", str(tmp_path)]) == 2
+    assert "out of range" in capsys.readouterr().err
