@@ -36,6 +36,7 @@ from .explainers import (
     XGradCAM,
     explain,
 )
+from . import evaluation, metrics, sanity
 from .hooks import model_lock
 from .images import load_image
 from .maps import normalize, overlay, to_image, upsample
@@ -65,12 +66,15 @@ __all__ = [
     "WeightsUnavailableError",
     "XGradCAM",
     "download_weights",
+    "evaluation",
     "explain",
     "load_image",
     "load_model",
+    "metrics",
     "model_lock",
     "normalize",
     "overlay",
+    "sanity",
     "to_image",
     "upsample",
 ]

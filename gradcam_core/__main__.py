@@ -3,19 +3,22 @@
     python -m gradcam_core photo.jpg --model efficientnet_lite0 --method grad_cam \
         --layers layer1,layer4 --target 243 -o out/
 
-Every method of :data:`gradcam_core.METHODS` is offered by its name.
+Every method of :data:`gradcam_core.METHODS` is offered by its name. Measure every method:
+
+    python -m gradcam_core evaluate --model shapes_gap --methods all --n 500
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from . import METHODS, Saliency, explain, load_image, load_model, overlay, to_image
+from . import METHODS, Saliency, evaluation, explain, load_image, load_model, overlay, to_image
 from .maps import heat_image
 from .models import MODELS, Classifier
 
@@ -27,7 +30,8 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".gif", ".bmp", ".tif", ".tiff", ".we
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m gradcam_core",
-        description="Write PNG overlays that show where a CNN looks when it decides.",
+        description="Write PNG overlays that show where a CNN looks when it decides. "
+        "`python -m gradcam_core evaluate --help` measures every method instead.",
     )
     parser.add_argument("source", type=Path, help="an image file, or a folder whose images are all explained")
     parser.add_argument("--model", default="efficientnet_lite0", choices=MODELS,
@@ -112,7 +116,55 @@ def explain_image(classifier: Classifier, path: Path, args: argparse.Namespace) 
     return pictures
 
 
+def parse_evaluate_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m gradcam_core evaluate",
+        description="Measure every method on one model and print one Markdown table: localization where "
+        "the truth is known (the shapes networks), faithfulness everywhere (deletion, insertion, Average Drop, "
+        "Increase in Confidence, rank correlation with occlusion), and the time per image.",
+    )
+    parser.add_argument("--model", default="shapes_gap", choices=MODELS, help="(default: shapes_gap)")
+    parser.add_argument("--methods", default="all",
+                        help=f"'all', or a comma-separated list of: {', '.join(METHODS)} (default: all)")
+    parser.add_argument("--n", type=int, default=500,
+                        help="held-out pictures for a shapes network (default: 500); other models use the "
+                             "sample photos in assets/images")
+    parser.add_argument("--steps", type=int, default=100, help="deletion and insertion steps (default: 100)")
+    parser.add_argument("--batch-size", type=int, default=64, help="images per forward pass (default: 64)")
+    parser.add_argument("--json", type=Path, default=None, help="also write the scores to this JSON file")
+    return parser.parse_args(argv)
+
+
+def evaluate_main(argv: list[str]) -> int:
+    args = parse_evaluate_args(argv)
+    methods = list(METHODS) if args.methods == "all" else [m.strip() for m in args.methods.split(",") if m.strip()]
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown or not methods:
+        print(f"error: unknown method {', '.join(unknown) or '(none)'}; choose from {', '.join(METHODS)}.",
+              file=sys.stderr)
+        return 2
+    try:
+        classifier = load_model(args.model)
+    except (ValueError, RuntimeError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    data = evaluation.evaluation_set(classifier, n=args.n)
+    rows = evaluation.evaluate(classifier, data, methods, batch_size=args.batch_size, steps=args.steps,
+                               progress=evaluation.stderr_progress)
+    print(f"{classifier.description}; {data.description}; layer methods at {classifier.cam_layer}.\n")
+    print(evaluation.markdown_table(rows, located=data.masks is not None))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        record = {"model": args.model, "description": data.description, "layer": classifier.cam_layer,
+                  "located": data.masks is not None, "rows": evaluation.as_records(rows)}
+        args.json.write_text(json.dumps(record, indent=1))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["evaluate"]:
+        return evaluate_main(argv[1:])
     args = parse_args(argv)
     try:
         files = image_files(args.source)

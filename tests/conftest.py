@@ -344,7 +344,7 @@ def gap_head(model: nn.Module, layer: str, fc: str, x: torch.Tensor, targets) ->
     """
     modules = dict(model.named_modules())
     seen = {}
-    handle = modules[layer].register_forward_hook(lambda m, i, o: seen.setdefault("a", o.detach().clone()))
+    handle = modules[layer].register_forward_hook(lambda m, i, o: seen.update(a=o.detach().clone()))  # returns None
     try:
         with torch.no_grad():
             logits = model(x)

@@ -12,7 +12,16 @@ import math
 
 import pytest
 import torch
-from conftest import HAND_INPUT, OneConvGAP, assert_no_hooks, assert_same_state, count_calls, gap_head, make_tiny, snapshot
+from conftest import (
+    HAND_INPUT,
+    OneConvGAP,
+    assert_no_hooks,
+    assert_same_state,
+    count_calls,
+    gap_head,
+    make_tiny,
+    snapshot,
+)
 from torch import nn
 
 import gradcam_core as gc
@@ -84,7 +93,9 @@ def test_ablation_cam_closed_form_at_the_gap_head_of_shapes_gap(shapes_gap, shap
     expected = w * mean / y[:, None]
     assert (expected != 0).any()
     torch.testing.assert_close(r.weights[layer], expected, rtol=1e-9, atol=1e-12)
-    torch.testing.assert_close(r.maps[layer], torch.einsum("nk,nkhw->nhw", expected, a).clamp(min=0), rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(
+        r.maps[layer], torch.einsum("nk,nkhw->nhw", expected, a).clamp(min=0), rtol=1e-9, atol=1e-12
+    )
 
 
 # --------------------------------------------------------------------------------------------

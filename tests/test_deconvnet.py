@@ -158,3 +158,17 @@ def test_deconvnet_batch_item_equals_single_image(resnet34, small_batch):
         scale = alone.abs().max()
         assert scale > 0
         torch.testing.assert_close(batch[i], alone[0], rtol=1e-4, atol=1e-5 * scale)
+
+
+def test_without_max_pooling_every_image_gets_the_same_picture(efficientnet):
+    """EfficientNet-Lite0 has no max pooling: convolutions, BatchNorm (an affine map in eval mode)
+    and average pooling are linear, and the rule ignores each ReLU6's input, so nothing on the way
+    back depends on the image."""
+    x = torch.randn(2, 3, 96, 96, generator=torch.Generator().manual_seed(4))
+    d = gc.Deconvnet(efficientnet.module)(x, target=[281, 281])
+    scale = d.abs().max()
+    assert scale > 0
+    torch.testing.assert_close(d[0], d[1], rtol=1e-5, atol=1e-6 * scale)
+    # guided backpropagation keeps the forward gates, so it does depend on the image
+    g = gc.GuidedBackprop(efficientnet.module)(x, target=[281, 281])
+    assert not torch.allclose(g[0], g[1], rtol=0.1, atol=0.1 * g.abs().max())

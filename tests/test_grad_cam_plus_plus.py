@@ -10,7 +10,6 @@ At a layer followed by global average pooling and one linear layer the gradient 
 
 from __future__ import annotations
 
-import pytest
 import torch
 from conftest import HAND_INPUT, OneConvFlatten, OneConvGAP, gap_head
 
@@ -87,12 +86,12 @@ def test_a_zero_gradient_gives_a_zero_weight_not_nan():
     assert torch.allclose(r.weights["conv"][0, 1], torch.tensor(0.8))
 
 
-@pytest.mark.parametrize("target", [None, 3])
-def test_grad_cam_plus_plus_batch_gives_what_each_image_alone_gives(resnet34, small_batch, target):
+def test_grad_cam_plus_plus_batch_gives_what_each_image_alone_gives(resnet34, small_batch):
     explainer = gc.GradCAMPlusPlus(resnet34.module, ["layer3", "layer4"])
-    batch = explainer(small_batch, target=target)
+    targets = [3, 500, 999]
+    batch = explainer(small_batch, target=targets)
     for i in range(3):
-        alone = explainer(small_batch[i : i + 1], target=target)
+        alone = explainer(small_batch[i : i + 1], target=targets[i])
         for layer in ("layer3", "layer4"):
             scale = batch.maps[layer].max()
             assert scale > 0

@@ -65,7 +65,7 @@ def test_layer_cam_on_early_layers_of_resnet34_against_autograd(resnet34, small_
             h.remove()
     grads = torch.autograd.grad(logits[0, 42], [captured["layer1"], captured["layer2"]])
     r = gc.LayerCAM(model, ["layer1", "layer2"])(x, target=42)
-    for (layer, a), g in zip(captured.items(), grads):
+    for (layer, a), g in zip(captured.items(), grads, strict=True):
         expected = (g.clamp(min=0) * a).sum(dim=1).clamp(min=0).detach()
         scale = expected.max()
         assert scale > 0

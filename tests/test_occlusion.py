@@ -18,7 +18,9 @@ from torch import nn
 
 import gradcam_core as gc
 
-X = torch.tensor([[1.0, 2.0, 0.0, 0.0], [3.0, 1.0, 0.0, 2.0], [0.0, 0.0, 1.0, 1.0], [2.0, 1.0, 0.0, 4.0]]).view(1, 1, 4, 4)
+X = torch.tensor([[1.0, 2.0, 0.0, 0.0], [3.0, 1.0, 0.0, 2.0], [0.0, 0.0, 1.0, 1.0], [2.0, 1.0, 0.0, 4.0]]).view(
+    1, 1, 4, 4
+)
 W0 = torch.ones(4, 4)
 W1 = torch.tensor([[1.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 1.0], [0.0, 0.0, 0.0, 0.0], [-1.0, 0.0, 0.0, 1.0]])
 
@@ -137,7 +139,7 @@ def test_every_channel_under_the_window_is_occluded():
 
 @pytest.mark.parametrize(
     "size, window, stride",
-    [((8, 8), 3, 2), ((8, 8), 4, 4), ((7, 9), 3, 3), ((7, 9), 2, 5), ((8, 8), 1, 1), ((6, 6), 8, 2)],
+    [((8, 8), 3, 2), ((8, 8), 4, 4), ((7, 9), 3, 3), ((7, 9), 4, 4), ((8, 8), 1, 1), ((6, 6), 8, 2)],
 )
 def test_occlusion_equals_brute_force_on_a_tiny_cnn(size, window, stride):
     model = make_tiny()
@@ -147,6 +149,21 @@ def test_occlusion_equals_brute_force_on_a_tiny_cnn(size, window, stride):
     assert o.shape == (2, *size)
     assert torch.isfinite(o).all()  # every pixel is covered by some window
     torch.testing.assert_close(o, expected, rtol=1e-4, atol=1e-5 * expected.abs().max())
+
+
+def test_a_stride_larger_than_the_window_leaves_no_pixel_undefined():
+    """window 2, stride 5 on 7x9: offsets 0, 5 (rows) and 0, 5, 7 (columns) leave rows 2-4 and
+    columns 2-4 under no window. Their mean drop over no window is undefined: the explainer must
+    either refuse such options or still give every pixel a finite value, never NaN."""
+    model = make_tiny()
+    x = torch.randn(1, 3, 7, 9, generator=torch.Generator().manual_seed(5))
+    try:
+        explainer = gc.Occlusion(model, window=2, stride=5)
+    except ValueError as error:
+        assert "stride" in str(error)
+        return
+    o = explainer(x, target=1)
+    assert torch.isfinite(o).all(), f"pixels with no value: {(~torch.isfinite(o[0])).nonzero().tolist()}"
 
 
 def test_forward_passes_progress_and_batch_size():
@@ -197,7 +214,9 @@ def test_a_progress_callback_that_raises_cancels_and_leaves_the_model_as_it_was(
     assert_same_state(before, model)
 
 
-@pytest.mark.parametrize("option, value", [("window", 0), ("stride", -2), ("window", 2.5), ("stride", True), ("batch_size", 0)])
+@pytest.mark.parametrize(
+    "option, value", [("window", 0), ("stride", -2), ("window", 2.5), ("stride", True), ("batch_size", 0)]
+)
 def test_bad_options_are_refused(tiny, option, value):
     with pytest.raises(ValueError, match=option):
         gc.Occlusion(tiny, **{option: value})

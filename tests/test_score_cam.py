@@ -47,7 +47,9 @@ class StridedCNN(nn.Module):
 def brute_force_score_cam(model: nn.Module, layer: str, x: torch.Tensor, targets: list[int]) -> torch.Tensor:
     """``(N, K)``: softmax(model(x_i * M_k))[c_i], one masked copy of the image per varying channel."""
     captured = {}
-    handle = dict(model.named_modules())[layer].register_forward_hook(lambda m, i, o: captured.setdefault("a", o.clone()))
+    handle = dict(model.named_modules())[layer].register_forward_hook(
+        lambda m, i, o: captured.update(a=o.clone())
+    )  # returns None: the model goes on with its own tensor
     try:
         with torch.no_grad():
             model(x)
@@ -115,7 +117,9 @@ def test_score_cam_equals_brute_force(layer, strided_input):
     expected = brute_force_score_cam(model, layer, strided_input, targets)
     torch.testing.assert_close(r.weights[layer], expected, rtol=1e-5, atol=1e-7)
     a = r.activations[layer]
-    torch.testing.assert_close(r.maps[layer], torch.einsum("nk,nkhw->nhw", expected, a).clamp(min=0), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(
+        r.maps[layer], torch.einsum("nk,nkhw->nhw", expected, a).clamp(min=0), rtol=1e-5, atol=1e-6
+    )
     assert r.maps[layer].shape == (2, *a.shape[2:])
     assert_no_hooks(model)
 

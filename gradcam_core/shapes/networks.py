@@ -47,7 +47,7 @@ __all__ = [
 ]
 
 #: The shapes networks' names, as :func:`gradcam_core.load_model` takes them.
-NETWORKS = ("shapes_gap", "shapes_fc")
+NETWORKS = ("shapes_gap", "shapes_fc", "shapes_shuffled")
 #: The body's stages, early to late; the last is CAM's layer.
 STAGES = ("layer1", "layer2", "layer3", "layer4")
 
@@ -61,10 +61,12 @@ _DESCRIPTIONS = {
     "(CAM applies)",
     "shapes_fc": "Shapes lab CNN: the same four conv stages -> flatten -> linear -> ReLU -> linear "
     "(CAM does not apply)",
+    "shapes_shuffled": "Shapes lab CNN with a GAP head, like shapes_gap, but trained on shuffled labels "
+    "(the sanity check's data randomization)",
 }
 # The head layer named as ``Classifier.fc``: for shapes_fc, the layer that takes the flattened maps,
 # so that CAM's refusal says "this head flattens the feature maps".
-_FC_NAMES = {"shapes_gap": "fc", "shapes_fc": "fc1"}
+_FC_NAMES = {"shapes_gap": "fc", "shapes_fc": "fc1", "shapes_shuffled": "fc"}
 
 
 def _stage(
@@ -127,9 +129,9 @@ class ShapesFC(ShapesBody):
 
 
 def build_network(name: str) -> ShapesBody:
-    """A freshly initialized ``"shapes_gap"`` or ``"shapes_fc"``, from torch's global random state
+    """A freshly initialized shapes network (``"shapes_shuffled"`` is ``"shapes_gap"``'s architecture), from torch's global random state
     (seed it, or fork it as :func:`~gradcam_core.shapes.train` does, for the same weights)."""
-    if name == "shapes_gap":
+    if name in ("shapes_gap", "shapes_shuffled"):
         return ShapesGAP()
     if name == "shapes_fc":
         return ShapesFC()
@@ -161,7 +163,7 @@ def shapes_classifier(name: str, module: ShapesBody, weights: str) -> Classifier
 
 
 def load_shapes_model(name: str, pretrained: bool = True, weights_dir: Path | None = None) -> Classifier:
-    """``"shapes_gap"`` or ``"shapes_fc"``, in eval mode, with the weights shipped in ``assets/models``.
+    """One of :data:`NETWORKS`, in eval mode, with the weights shipped in ``assets/models``.
 
     Args:
         name: one of :data:`NETWORKS`.

@@ -65,7 +65,11 @@ def train(
     on_batch: Callable[[int, int], None] | None = None,
     n_validation: int = 500,
 ) -> Classifier:
-    """Train a fresh ``"shapes_gap"`` or ``"shapes_fc"`` and return it in eval mode.
+    """Train a fresh ``"shapes_gap"``, ``"shapes_fc"`` or ``"shapes_shuffled"`` and return it in eval mode.
+
+    ``"shapes_shuffled"`` is the GAP network trained on the same pictures with their labels shuffled
+    (a fixed permutation drawn from ``seed``): the data randomization test of Adebayo et al. 2018.
+    Whatever it learns, it cannot be where the shape is.
 
     AdamW with a warm-up then cosine learning rate (:func:`warmup_cosine`), batches of 32 drawn
     by a ``torch.Generator`` seeded with ``seed``; the initial weights come from ``seed`` too, and
@@ -75,7 +79,7 @@ def train(
     weights.
 
     Args:
-        name: ``"shapes_gap"`` or ``"shapes_fc"``.
+        name: ``"shapes_gap"``, ``"shapes_fc"`` or ``"shapes_shuffled"``.
         epochs: passes over the training pictures.
         n_train: training pictures with an object, rendered with ``render(n_train, seed)``; a
             further ``n_train / 5`` pictures of clutter alone come from ``render_backgrounds``.
@@ -100,7 +104,7 @@ def train(
         module = build_network(name)
     classifier = shapes_classifier(name, module, f"trained from scratch (seed {seed})")
 
-    images, targets = _training_set(n_train, seed)
+    images, targets = _training_set(n_train, seed, shuffle_labels=name == "shapes_shuffled")
     held_out = render(n_validation, VALIDATION_SEED) if on_epoch else None
     # Channels-last convolutions run about a quarter faster on CPU; the weights return to the
     # default layout at the end.
@@ -173,12 +177,19 @@ def held_out_metrics(
     }
 
 
-def _training_set(n_train: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Pictures and one-hot targets: ``n_train`` shapes, then clutter alone with all-zero targets."""
+def _training_set(n_train: int, seed: int, shuffle_labels: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pictures and one-hot targets: ``n_train`` shapes, then clutter alone with all-zero targets.
+
+    With ``shuffle_labels`` the shapes' labels are permuted (seeded by ``seed``), so that a label
+    says nothing about its picture.
+    """
     shapes = render(n_train, seed)
+    labels = shapes.labels
+    if shuffle_labels:
+        labels = labels[torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))]
     backgrounds = to_tensor(render_backgrounds(max(1, round(n_train * _BACKGROUND_SHARE)), seed))
     images = torch.cat([shapes.images, backgrounds])
     targets = torch.cat(
-        [F.one_hot(shapes.labels, len(CLASSES)).float(), torch.zeros(len(backgrounds), len(CLASSES))]
+        [F.one_hot(labels, len(CLASSES)).float(), torch.zeros(len(backgrounds), len(CLASSES))]
     )
     return images, targets

@@ -13,6 +13,8 @@ Two protocols:
 * **Box IoU** (Selvaraju et al., "Grad-CAM", ICCV 2017, Section 4.1): upsample the map to the
   image, keep the pixels at or above 15% of its maximum, draw the box around the largest
   8-connected region, and count a success when its IoU with the ground-truth box exceeds 0.5.
+* **Mask IoU** (weakly-supervised segmentation): the pixels at or above a fraction of the map's
+  maximum, against the object's mask.
 
 Example:
     >>> import torch
@@ -30,7 +32,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from .maps import upsample
+from ..maps import upsample
 
 __all__ = [
     "BOX_THRESHOLD",
@@ -40,6 +42,7 @@ __all__ = [
     "box_ious",
     "boxes_from_maps",
     "boxes_from_masks",
+    "mask_ious",
     "pointing_game",
     "pointing_game_hits",
 ]
@@ -183,3 +186,24 @@ def _check_batch(maps: torch.Tensor, masks: torch.Tensor) -> None:
             f"Expected (N, h, w) maps and (N, H, W) masks with the same N, got {tuple(maps.shape)} "
             f"and {tuple(masks.shape)}."
         )
+
+
+def mask_ious(maps: torch.Tensor, masks: torch.Tensor, threshold: float = BOX_THRESHOLD) -> torch.Tensor:
+    """``(N,)`` IoU of each map's region at or above ``threshold`` of its maximum with its mask.
+
+    ``maps`` ``(N, h, w)`` at any resolution (upsampled to the masks' size), ``masks`` ``(N, H, W)``
+    bool. A map that is zero everywhere selects nothing: its IoU is 0.
+
+    Example:
+        >>> m = torch.zeros(1, 4, 4); m[0, :2, :2] = 1.0
+        >>> mask = torch.zeros(1, 4, 4, dtype=torch.bool); mask[0, :2, :] = True
+        >>> mask_ious(m, mask)
+        tensor([0.5000])
+    """
+    _check_batch(maps, masks)
+    up = upsample(maps.detach().cpu().float(), tuple(masks.shape[-2:]))
+    peak = up.flatten(1).amax(dim=1).view(-1, 1, 1)
+    region = (up >= threshold * peak) & (peak > 0)
+    masks = masks.cpu().bool()
+    union = (region | masks).flatten(1).sum(dim=1)
+    return torch.where(union > 0, (region & masks).flatten(1).sum(dim=1) / union.clamp(min=1), 0.0)

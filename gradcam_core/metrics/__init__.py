@@ -1,0 +1,55 @@
+"""How good is a map? Localization against known objects, and faithfulness to the model.
+
+Example:
+    >>> from gradcam_core import metrics
+    >>> metrics.pointing_game(result.maps["layer4"][0], mask)
+    >>> metrics.deletion(clf.module, x, result.maps["layer4"], target=243).auc
+"""
+
+from .faithfulness import (
+    BLUR_KERNEL,
+    BLUR_SIGMA,
+    Curve,
+    average_drop,
+    blur,
+    deletion,
+    insertion,
+    occlusion_correlation,
+    salience_order,
+)
+from .localization import (
+    BOX_THRESHOLD,
+    Box,
+    box_from_map,
+    box_from_mask,
+    box_iou,
+    box_ious,
+    boxes_from_maps,
+    boxes_from_masks,
+    mask_ious,
+    pointing_game,
+    pointing_game_hits,
+)
+
+__all__ = [
+    "BLUR_KERNEL",
+    "BLUR_SIGMA",
+    "BOX_THRESHOLD",
+    "Box",
+    "Curve",
+    "average_drop",
+    "blur",
+    "box_from_map",
+    "box_from_mask",
+    "box_iou",
+    "box_ious",
+    "boxes_from_maps",
+    "boxes_from_masks",
+    "deletion",
+    "insertion",
+    "mask_ious",
+    "occlusion_correlation",
+    "pointing_game",
+    "pointing_game_hits",
+    "salience_order",
+]
