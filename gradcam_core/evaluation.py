@@ -14,6 +14,7 @@ its own, so its time is its own.
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -30,12 +31,14 @@ from .explainers.perturbation import chunks
 from .shapes import EVALUATION_SEED, NETWORKS, TIGHT_THRESHOLD, render
 
 __all__ = [
+    "PRECOMPUTED",
     "SAMPLE_IMAGES",
     "EvaluationSet",
     "MethodScores",
     "as_records",
     "evaluate",
     "evaluation_set",
+    "load_scores",
     "markdown_table",
     "stderr_progress",
 ]
@@ -193,6 +196,24 @@ def _percent(value: float) -> str:
 def as_records(rows: Sequence[MethodScores]) -> list[dict]:
     """The rows as plain dictionaries (for a JSON file the dashboard reads)."""
     return [asdict(row) for row in rows]
+
+
+#: Where the dashboard finds the tables ``evaluate --json`` wrote, one file a model.
+PRECOMPUTED = Path(__file__).resolve().parents[1] / "assets" / "precomputed"
+
+
+def load_scores(model: str, directory: Path = PRECOMPUTED) -> tuple[dict, list[MethodScores]] | None:
+    """The shipped table of ``model`` (what the file says besides the rows, and the rows), or ``None``.
+
+    A file that cannot be read or parsed counts as missing: the page then offers a live run.
+    """
+    path = directory / f"evaluation_{model}.json"
+    try:
+        record = json.loads(path.read_text())
+        rows = [MethodScores(**row) for row in record.pop("rows")]
+    except (OSError, ValueError, TypeError, KeyError):
+        return None
+    return record, rows
 
 
 def stderr_progress(label: str, done: int, total: int) -> None:

@@ -152,6 +152,9 @@ def _deconvnet(grad_inputs, grad_outputs):
     return tuple(None if g is None else grad_outputs[0].clamp(min=0) for g in grad_inputs)
 
 
+# Autograd's names for the backward steps of nn.ReLU and nn.ReLU6.
+_ACTIVATION_NODES = ("ReluBackward", "HardtanhBackward", "ThresholdBackward")
+
 #: The backward rules of the pixel-space methods, as hooks on an activation's autograd node.
 RECTIFIERS = {"guided": _guided, "deconvnet": _deconvnet}
 
@@ -179,6 +182,14 @@ def rectified_gradients(
     """
     hook = RECTIFIERS[rule]
     nodes = {out.grad_fn for out in activation_outputs if out.grad_fn is not None}
+    if rule == "deconvnet":
+        foreign = sorted({type(node).__name__ for node in nodes if not type(node).__name__.startswith(_ACTIVATION_NODES)})
+        if foreign:
+            raise ValueError(
+                f"The deconvnet rule needs each activation's own backward step, but an activation's output "
+                f"comes from {', '.join(foreign)} (an in-place activation on a view, such as ReLU(inplace=True) "
+                "after a flatten). Use inplace=False there, or guided backprop."
+            )
     handles = [node.register_hook(hook) for node in nodes]
     try:
         (gradient,) = torch.autograd.grad(score, inputs, retain_graph=retain_graph)

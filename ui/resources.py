@@ -28,6 +28,7 @@ MODEL_LABELS = {
     "resnet34": "ResNet34 (ImageNet)",
     "shapes_gap": "Shapes: GAP head",
     "shapes_fc": "Shapes: MLP head",
+    "shapes_shuffled": "Shapes: GAP, shuffled labels",
     "shapes_gap_trained": "Shapes: GAP, trained by you",
 }
 IMAGENET_MODELS = ("efficientnet_lite0", "resnet34")
@@ -87,6 +88,66 @@ def explanation(
     results = gc.explain(_clf.module, _x, target, list(layers), methods, options, progress=progress)
     bar.empty()
     return results
+
+
+def pixel_map(result: gc.Result, layer: str) -> torch.Tensor:
+    """A method's ``(N, h, w)`` map: at ``layer``, or its pixel picture reduced to max |value| over colours."""
+    m = result.maps[layer] if layer in result.maps else result.maps["input"]
+    return m.abs().amax(dim=1) if m.dim() == 4 else m
+
+
+@st.cache_data(max_entries=_CACHED_RESULTS, show_spinner=False)
+def faithfulness(
+    methods: tuple[str, ...], model: str, image_id: str, layer: str, target: int, steps: int,
+    _clf: gc.Classifier, _x: torch.Tensor,
+) -> dict[str, tuple[gc.metrics.Curve, gc.metrics.Curve, tuple[float, float]]]:
+    """Method -> (deletion curve, insertion curve, (Average Drop, Increase in Confidence)) on one image."""
+    bar = st.progress(0.0, text="Deleting and inserting pixels…")
+    out = {}
+    for done, method in enumerate(methods):
+        options = {"cam": {"fc": _clf.fc}}.get(method, {})
+        m = pixel_map(gc.explain(_clf.module, _x, target, [layer], [method], {method: options})[method], layer)
+        out[method] = (gc.metrics.deletion(_clf.module, _x, m, target, steps=steps),
+                       gc.metrics.insertion(_clf.module, _x, m, target, steps=steps),
+                       gc.metrics.average_drop(_clf.module, _x, m, target))
+        bar.progress((done + 1) / len(methods), text=f"Deletion and insertion: {done + 1} of {len(methods)} maps")
+    bar.empty()
+    return out
+
+
+@st.cache_data(max_entries=_CACHED_RESULTS, show_spinner=False)
+def sanity_check(
+    methods: tuple[str, ...], model: str, image_id: str, layer: str, target: int, randomized: tuple[str, ...],
+    _clf: gc.Classifier, _x: torch.Tensor,
+) -> dict[str, gc.sanity.Randomization]:
+    """Cascading randomization of ``randomized`` (top down) for each method, with a progress bar."""
+    bar = st.progress(0.0, text="Randomizing the network, one stage more at a time…")
+    out = {}
+    for index, method in enumerate(methods):
+        def progress(done: int, total: int, index: int = index, label: str = gc.METHODS[method].label) -> None:
+            bar.progress((index + done / total) / len(methods), text=f"{label}: map {done} of {total}")
+
+        options = {"fc": _clf.fc} if method == "cam" else None
+        out[method] = gc.sanity.cascading_randomization(_clf.module, _x, target, method, list(randomized), layer,
+                                                        options=options, progress=progress)
+    bar.empty()
+    return out
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def evaluation_table(model: str, n: int, _clf: gc.Classifier) -> list[gc.evaluation.MethodScores]:
+    """Every method measured live on ``n`` pictures (the shapes networks) or the sample photos."""
+    data = gc.evaluation.evaluation_set(_clf, n=n)
+    bar = st.progress(0.0, text="Measuring every method…")
+    names = list(gc.METHODS)
+
+    def progress(label: str, done: int, total: int) -> None:
+        index = next(i for i, name in enumerate(names) if gc.METHODS[name].label == label)
+        bar.progress((index + done / total) / len(names), text=f"{label}: {done} of {total} pictures")
+
+    rows = gc.evaluation.evaluate(_clf, data, names, steps=50, progress=progress)
+    bar.empty()
+    return rows
 
 
 @st.cache_data(max_entries=_CACHED_RESULTS, show_spinner="Reading the feature maps…")

@@ -107,6 +107,7 @@ PAGES = [
     ("pages/compare.py", "5 · CAM vs Grad-CAM", ":material/compare:"),
     ("pages/shapes_lab.py", "6 · Shapes lab: train it yourself", ":material/school:"),
     ("pages/gallery.py", "7 · Method gallery", ":material/view_module:"),
+    ("pages/trust.py", "8 · Which map to trust?", ":material/verified:"),
 ]
 
 
@@ -159,7 +160,7 @@ def model_ui() -> str:
     names = ["efficientnet_lite0"]
     if resources.resnet34_ready():
         names.append("resnet34")
-    names += ["shapes_gap", "shapes_fc"]
+    names += list(shapes.NETWORKS)
     if "trained_classifier" in st.session_state:
         names.append("shapes_gap_trained")
     if st.session_state.get("model") not in names:

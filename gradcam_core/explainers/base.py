@@ -307,8 +307,10 @@ def _shared_pass(model: nn.Module, x: torch.Tensor, target: Target, needs: Needs
     leaf = x.requires_grad_(needs.gradients)
     with torch.set_grad_enabled(needs.gradients):
         with ExitStack() as hooked:
-            activations = hooked.enter_context(capture_outputs(model, layers))
+            # The activations' hooks come first: a hooked layer that is itself an activation hands
+            # its later hooks a clone, whose autograd node is not the activation's.
             relu_outputs = hooked.enter_context(capture_activation_outputs(model)) if needs.rules else []
+            activations = hooked.enter_context(capture_outputs(model, layers))
             logits = model(leaf.clone())
         check_outputs(activations, layers)
         targets = resolve_targets(target, logits)

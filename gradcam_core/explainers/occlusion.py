@@ -38,6 +38,9 @@ class Occlusion(InputExplainer):
         for name, value in (("window", window), ("stride", stride)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive number of pixels, got {value!r}.")
+        if stride > window:
+            raise ValueError(f"stride ({stride}) must not exceed window ({window}): the pixels between two "
+                             "windows would never be covered.")
         self.window, self.stride, self.baseline = window, stride, float(baseline)
         self.batch_size = check_batch_size(batch_size)
         self.progress = progress

@@ -20,6 +20,7 @@ reading order, row by row and left to right, so a curve never depends on a sort'
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -41,6 +42,7 @@ __all__ = [
     "average_drop",
     "blur",
     "deletion",
+    "deletion_steps",
     "insertion",
     "occlusion_correlation",
     "salience_order",
@@ -134,6 +136,25 @@ def _curve(model: nn.Module, x: torch.Tensor, start: torch.Tensor, finish: torch
                 probabilities[i, chunk.start:chunk.stop] = model(images).softmax(dim=1)[:, targets[i]]
     fractions = counts.float() / pixels
     return Curve(fractions.cpu(), probabilities.cpu(), torch.trapezoid(probabilities.cpu(), fractions.cpu(), dim=1))
+
+
+def deletion_steps(x: torch.Tensor, saliency: torch.Tensor, fractions: Sequence[float], baseline: float = 0.0
+                   ) -> torch.Tensor:
+    """``(len(fractions), C, H, W)``: one image ``(1, C, H, W)`` with that share of its most salient
+    pixels set to ``baseline``, as :func:`deletion` sees it.
+
+    Example:
+        >>> deletion_steps(x, result.maps["layer4"], [0.0, 0.1, 0.5])   # three pictures to show
+    """
+    x = as_batch(x).detach()[:1]
+    _check_maps(saliency[:1], 1)
+    height, width = x.shape[-2:]
+    order = salience_order(saliency[:1].to(x.device), (height, width))[0]
+    rank = torch.empty_like(order)
+    rank[order] = torch.arange(height * width, device=x.device)
+    counts = torch.tensor([int(f * height * width) for f in fractions], device=x.device)
+    deleted = (rank[None] < counts[:, None]).view(-1, 1, height, width)
+    return torch.where(deleted, torch.full_like(x[0], float(baseline)), x[0])
 
 
 def average_drop(model: nn.Module, x: torch.Tensor, saliency: torch.Tensor, target: Target = None
