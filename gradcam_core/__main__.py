@@ -6,6 +6,10 @@
 Every method of :data:`gradcam_core.METHODS` is offered by its name. Measure every method:
 
     python -m gradcam_core evaluate --model shapes_gap --methods all --n 500
+
+and run the sanity check of Adebayo et al. on one image:
+
+    python -m gradcam_core sanity assets/images/cat_dog.png --methods grad_cam,saliency,guided_backprop
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from . import METHODS, Saliency, evaluation, explain, load_image, load_model, overlay, to_image
+from . import METHODS, Saliency, evaluation, explain, load_image, load_model, overlay, sanity, to_image
 from .maps import heat_image
 from .models import MODELS, Classifier
 
@@ -31,7 +35,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m gradcam_core",
         description="Write PNG overlays that show where a CNN looks when it decides. "
-        "`python -m gradcam_core evaluate --help` measures every method instead.",
+        "`python -m gradcam_core evaluate --help` measures every method instead, "
+        "`python -m gradcam_core sanity --help` runs the sanity check.",
     )
     parser.add_argument("source", type=Path, help="an image file, or a folder whose images are all explained")
     parser.add_argument("--model", default="efficientnet_lite0", choices=MODELS,
@@ -161,10 +166,51 @@ def evaluate_main(argv: list[str]) -> int:
     return 0
 
 
+def sanity_main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m gradcam_core sanity",
+        description="The cascading model randomization test (Adebayo et al. 2018) on one image: re-initialize the "
+        "classifier, then each stage from the top down, and print how similar each method's map stays to the "
+        "original (Spearman of |map|, SSIM, HOG correlation).",
+    )
+    parser.add_argument("image", type=Path, help="the image to explain")
+    parser.add_argument("--model", default="efficientnet_lite0", choices=MODELS)
+    parser.add_argument("--methods", default="grad_cam,saliency,guided_backprop",
+                        help="comma-separated method names (default: grad_cam,saliency,guided_backprop)")
+    parser.add_argument("--target", default=None, help="class index or name (default: the top-1 class)")
+    parser.add_argument("--seed", type=int, default=0, help="seeds the new weights (default: 0)")
+    args = parser.parse_args(argv)
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    try:
+        if any(m not in METHODS for m in methods) or not methods:
+            raise ValueError(f"choose methods from {', '.join(METHODS)}.")
+        classifier = load_model(args.model)
+        x = classifier.preprocess(args.image)
+        target = class_index(classifier, args.target)
+    except (ValueError, RuntimeError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    layers = [classifier.fc, *reversed(classifier.stages)]
+    print(f"{classifier.description}; {args.image.name}; layer methods at {classifier.cam_layer}; "
+          f"randomized from the top: {', '.join(layers)}.\n")
+    print("| method | measure | " + " | ".join(["original", *(f"to {layer}" for layer in layers)]) + " |")
+    print("|---|---|" + "---:|" * (len(layers) + 1))
+    for method in methods:
+        options = {"fc": classifier.fc} if method == "cam" else None
+        check = sanity.cascading_randomization(classifier.module, x, target, method, layers, classifier.cam_layer,
+                                               seed=args.seed, options=options)
+        for measure in ("spearman_abs", "ssim", "hog"):
+            values = " | ".join(f"{v:.2f}" for v in check.similarity[measure])
+            print(f"| {METHODS[method].label} | {sanity.MEASURES[measure]} | {values} |")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["evaluate"]:
         return evaluate_main(argv[1:])
+    if argv[:1] == ["sanity"]:
+        return sanity_main(argv[1:])
     args = parse_args(argv)
     try:
         files = image_files(args.source)

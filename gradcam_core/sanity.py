@@ -45,7 +45,7 @@ __all__ = [
 #: Similarity measure -> its name for people.
 MEASURES = {
     "spearman": "Spearman rank correlation",
-    "spearman_abs": "Spearman rank correlation of |map|",
+    "spearman_abs": "Spearman rank correlation of absolute values",
     "ssim": "SSIM",
     "hog": "HOG features, Pearson correlation",
 }

@@ -17,7 +17,7 @@ pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
-PAGES = ["home", "activations", "cam", "grad_cam", "guided", "compare", "shapes_lab", "gallery"]
+PAGES = ["home", "activations", "cam", "grad_cam", "guided", "compare", "shapes_lab", "gallery", "trust"]
 TIGER_CAT, EGYPTIAN_CAT = 282, 285
 
 
@@ -244,3 +244,24 @@ def test_the_guided_page_sets_three_pixel_methods_against_grad_cam():
     captions = " ".join(str(i.proto) for i in at.get("image"))
     for label in ("Saliency", "Guided Backprop", "Deconvnet", "Guided Grad-CAM", "Deconvnet × Grad-CAM"):
         assert label in captions, label
+
+
+def test_the_trust_page_draws_curves_sanity_and_the_table_on_shapes():
+    at = open_page("trust")
+    at.selectbox(key="widget:model").set_value("shapes_gap").run()
+    assert not problems(at) and not at.error, [e.value for e in at.error]
+    charts = [str(c.proto) for c in at.get("plotly_chart")]
+    assert any("Deletion" in c and "AUC" in c for c in charts) and any("Insertion" in c for c in charts)
+    assert any("SSIM" in c for c in charts)  # the sanity check's similarity curves
+    assert any("rank correlation of |map|" in i.value for i in at.info)
+    table = " ".join(m.value for m in at.markdown if "| method |" in m.value)
+    assert "pointing game" in table and "Score-CAM" in table  # the shipped table, with ground truth
+
+
+def test_the_trust_page_reads_the_shipped_table_of_an_imagenet_model():
+    at = open_page("trust")
+    at.multiselect(key="trust_methods").set_value(["grad_cam"]).run()
+    at.multiselect(key="sanity_methods").set_value(["grad_cam"]).run()
+    assert not problems(at) and not at.error
+    table = " ".join(m.value for m in at.markdown if "| method |" in m.value)
+    assert "deletion AUC" in table and "pointing game" not in table  # no ground truth on the photos
