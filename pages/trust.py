@@ -16,14 +16,14 @@ DELETION_SHOWN = [0.0, 0.05, 0.15, 0.3, 0.5]
 LIVE_PICTURES = 40
 
 
-def methods_ui() -> tuple[list[str], str]:
+def methods_ui(clf: gc.Classifier) -> tuple[list[str], str]:
     left, right = st.columns([3, 1])
     fast_default = [m for m in DEFAULT_METHODS if not gc.METHODS[m].slow]
     methods = left.multiselect("Methods", list(gc.METHODS), default=fast_default, key="trust_methods",
                                format_func=lambda n: gc.METHODS[n].label,
                                help="The slow methods (Score-CAM, Ablation-CAM, Occlusion) take a while on ImageNet models.")
     with right:
-        layer = widgets.layer_ui(selection.clf, "Layer of the layer methods", key="trust_layer")
+        layer = widgets.layer_ui(clf, "Layer of the layer methods", key="trust_layer")
     return methods, layer
 
 
@@ -118,7 +118,7 @@ st.markdown(
     "explains the *network* must change (Adebayo et al. 2018). **Measurement**: every method scored on many "
     "pictures, on ground truth where we have it."
 )
-methods, layer = methods_ui()
+methods, layer = methods_ui(clf)
 if not methods:
     st.info("Pick at least one method.")
     st.stop()

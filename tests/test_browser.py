@@ -62,6 +62,7 @@ PAGES = {
     "compare": ("/compare", True),
     "shapes_lab": ("/shapes_lab", False),
     "gallery": ("/gallery", True),
+    "trust": ("/trust", True),
 }
 
 #: The sidebar's page links, as ui/widgets.py's PAGES lists them.
@@ -74,6 +75,7 @@ NAV_TITLES = [
     "5 · CAM vs Grad-CAM",
     "6 · Shapes lab: train it yourself",
     "7 · Method gallery",
+    "8 · Which map to trust?",
 ]
 
 MAIN = '[data-testid="stMain"]'

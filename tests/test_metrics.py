@@ -11,6 +11,7 @@ from gradcam_core.metrics import (
     box_ious,
     boxes_from_maps,
     boxes_from_masks,
+    mask_ious,
     pointing_game,
     pointing_game_hits,
 )
@@ -168,3 +169,77 @@ def test_box_ious_pairs_rows():
     assert box_ious(a, b).tolist() == pytest.approx([1 / 3, 1.0])
     with pytest.raises(ValueError, match=r"\(N, 4\)"):
         box_ious(a, b[:1])
+
+
+# --- mask IoU -------------------------------------------------------------------------------------
+
+
+def test_mask_iou_of_a_map_at_the_masks_size_by_hand():
+    m = torch.zeros(1, 4, 4)
+    m[0, 0, 0:2] = 4.0
+    m[0, 1, 0:2] = 1.0  # 25% of the maximum
+    m[0, 2, 0] = 0.5  # 12.5%
+    # the cells at or above threshold * 4 are kept
+    mask = torch.zeros(1, 4, 4, dtype=torch.bool)
+    mask[0, 0, :] = True  # the first row
+    # 15%: the 4 cells >= 0.6, 2 of them in the first row: union 4 + 4 - 2 = 6, IoU 2/6
+    assert mask_ious(m, mask).tolist() == pytest.approx([2 / 6])
+    # 50%: the two 4s, both in the row: 2/4
+    assert mask_ious(m, mask, threshold=0.5).tolist() == pytest.approx([0.5])
+    # 10%: the 4s, the 1s and the 0.5: 5 cells, union 5 + 4 - 2 = 7
+    assert mask_ious(m, mask, threshold=0.1).tolist() == pytest.approx([2 / 7])
+
+
+def test_mask_iou_threshold_keeps_exactly_the_fraction():
+    m = torch.tensor([[[20.0, 3.0, 2.99, 0.0]]])  # 3 is exactly 15% of 20
+    mask = torch.tensor([[[True, True, True, False]]])
+    # kept: 20 and 3 (at the threshold); 2.99 is not: IoU 2/3
+    assert mask_ious(m, mask).tolist() == pytest.approx([2 / 3])
+
+
+def test_mask_iou_upsamples_the_map_to_the_mask():
+    # [[0, 1], [0, 0]] upsampled to 4x4 is the outer product of [1, .75, .25, 0] (rows) and
+    # [0, .25, .75, 1] (columns):
+    #   0  .25    .75    1
+    #   0  .1875  .5625  .75
+    #   0  .0625  .1875  .25
+    #   0  0      0      0
+    m = torch.tensor([[[0.0, 1.0], [0.0, 0.0]]])
+    corner = torch.zeros(1, 4, 4, dtype=torch.bool)
+    corner[0, :2, 2:] = True  # the top-right quarter
+    assert mask_ious(m, corner, threshold=0.5).tolist() == pytest.approx([1.0])  # exactly the quarter
+    assert mask_ious(m, corner, threshold=0.7).tolist() == pytest.approx([3 / 4])  # 1, .75 and .75
+    assert mask_ious(m, corner, threshold=0.75).tolist() == pytest.approx([3 / 4])  # >=: .75 stays
+    assert mask_ious(m, corner, threshold=0.25).tolist() == pytest.approx([4 / 6])  # and .5625, .25 twice
+    assert mask_ious(m, corner).tolist() == pytest.approx([4 / 8])  # 15%: also .1875 twice
+
+
+def test_a_map_with_nothing_above_zero_selects_nothing():
+    mask = torch.zeros(3, 4, 4, dtype=torch.bool)
+    mask[:, 1:3, 1:3] = True
+    maps = torch.stack([torch.zeros(2, 2), -torch.ones(2, 2), -torch.rand(2, 2) - 0.1])
+    assert mask_ious(maps, mask).tolist() == [0.0, 0.0, 0.0]
+
+
+def test_empty_masks_score_zero():
+    maps = torch.stack([torch.zeros(4, 4), torch.rand(4, 4) + 0.1])
+    assert mask_ious(maps, torch.zeros(2, 4, 4, dtype=torch.bool)).tolist() == [0.0, 0.0]
+
+
+def test_negative_values_are_never_selected():
+    # threshold 0 keeps what is >= 0 only
+    m = torch.tensor([[[2.0, 0.0], [-1.0, -3.0]]])
+    mask = torch.tensor([[[True, True], [True, True]]])
+    assert mask_ious(m, mask, threshold=0.0).tolist() == pytest.approx([0.5])
+
+
+def test_mask_ious_is_the_batch_of_single_answers_and_refuses_mismatched_batches():
+    g = torch.Generator().manual_seed(2)
+    maps = torch.rand(5, 4, 4, generator=g)
+    masks = torch.rand(5, 8, 8, generator=g) > 0.5
+    ious = mask_ious(maps, masks)
+    assert ious.shape == (5,)
+    assert ious.tolist() == [mask_ious(maps[i : i + 1], masks[i : i + 1]).item() for i in range(5)]
+    assert all(0.0 <= v <= 1.0 for v in ious.tolist())
+    with pytest.raises(ValueError, match="same N"):
+        mask_ious(maps, masks[:4])
