@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 import gradcam_core as gc
-from gradcam_core import shapes
+from gradcam_core import metrics, shapes
 from gradcam_core.metrics import box_from_mask, boxes_from_masks
 from gradcam_core.shapes.__main__ import main
 
@@ -102,13 +102,37 @@ def test_shipped_weights_load_small_and_reach_their_accuracy(name, fresh):
     assert clf.input_size == (shapes.IMAGE_SIZE, shapes.IMAGE_SIZE)
     assert not clf.module.training
     accuracy = (clf.predict(fresh.images).argmax(dim=1) == fresh.labels).float().mean().item()
-    assert accuracy >= 0.95
+    if name == "shapes_shuffled":  # trained on shuffled labels: chance is 20%
+        assert accuracy <= 0.35
+    else:
+        assert accuracy >= 0.95
 
 
-def test_both_networks_share_the_body():
-    gap, fc = (gc.load_model(name, pretrained=False).module for name in shapes.NETWORKS)
+def test_the_networks_share_the_body():
+    gap, *others = (gc.load_model(name, pretrained=False).module for name in shapes.NETWORKS)
     body = {k: v.shape for k, v in gap.state_dict().items() if k.startswith("layer")}
-    assert body == {k: v.shape for k, v in fc.state_dict().items() if k.startswith("layer")}
+    for other in others:
+        assert body == {k: v.shape for k, v in other.state_dict().items() if k.startswith("layer")}
+
+
+def test_shuffled_labels_are_a_permutation_that_breaks_the_link_to_the_pictures():
+    from gradcam_core.shapes.training import _training_set
+
+    _, plain = _training_set(200, seed=4)
+    _, shuffled = _training_set(200, seed=4, shuffle_labels=True)
+    assert torch.equal(plain.sum(dim=0), shuffled.sum(dim=0))  # the same labels, as many of each
+    agree = (plain[:200].argmax(dim=1) == shuffled[:200].argmax(dim=1)).float().mean().item()
+    assert agree < 0.4  # about 1 in 5 by chance
+    assert torch.equal(shuffled[200:], plain[200:])  # clutter alone stays all-negative
+
+
+def test_the_shuffled_network_no_longer_finds_the_shape(fresh):
+    located = {}
+    for name in ("shapes_gap", "shapes_shuffled"):
+        clf = gc.load_model(name)
+        cam = gc.CAM(clf.module, clf.cam_layer, clf.fc)(fresh.images, fresh.labels).maps[clf.cam_layer]
+        located[name] = metrics.pointing_game_hits(cam, fresh.masks).float().mean().item()
+    assert located["shapes_gap"] >= 0.9 and located["shapes_shuffled"] <= 0.5
 
 
 def test_cam_refuses_shapes_fc_and_says_why():
@@ -178,7 +202,8 @@ def test_training_is_deterministic():
 def test_evaluation_table_lists_every_method_beside_the_baseline():
     batch = shapes.render(40, seed=_FRESH_SEED)
     evaluations = [shapes.evaluate_network(gc.load_model(name), batch) for name in shapes.NETWORKS]
-    gap, fc = evaluations
+    gap, fc, shuffled = evaluations
+    assert shuffled.accuracy <= 0.4
     assert [(loc.method, loc.layer) for loc in gap.localizations] == [("CAM", "layer4")] + [
         ("Grad-CAM", layer) for layer in shapes.STAGES
     ]

@@ -69,7 +69,11 @@ class Curve:
 
 def salience_order(saliency: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """``(N, H*W)``: each image's pixel indices, most salient first, ties in reading order."""
-    up = upsample(torch.as_tensor(saliency).detach().float(), size).flatten(1)
+    saliency = torch.as_tensor(saliency).detach().float()
+    up = upsample(saliency, size).flatten(1)
+    # Upsampling a constant map can leave float noise; a constant map keeps reading order.
+    constant = saliency.flatten(1).amax(dim=1) == saliency.flatten(1).amin(dim=1)
+    up[constant] = 0.0
     return torch.sort(up, dim=1, descending=True, stable=True).indices
 
 
@@ -152,7 +156,7 @@ def deletion_steps(x: torch.Tensor, saliency: torch.Tensor, fractions: Sequence[
     order = salience_order(saliency[:1].to(x.device), (height, width))[0]
     rank = torch.empty_like(order)
     rank[order] = torch.arange(height * width, device=x.device)
-    counts = torch.tensor([int(f * height * width) for f in fractions], device=x.device)
+    counts = torch.tensor([round(float(f) * height * width) for f in fractions], device=x.device)
     deleted = (rank[None] < counts[:, None]).view(-1, 1, height, width)
     return torch.where(deleted, torch.full_like(x[0], float(baseline)), x[0])
 
