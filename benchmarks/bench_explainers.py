@@ -51,7 +51,7 @@ def cases(clf: gc.Classifier, x: torch.Tensor, target: int) -> dict[str, Callabl
         f"Guided Grad-CAM {stages[0]}..{last}": lambda: gc.GuidedGradCAM(model, stages)(x, target),
         f"explain: {len(gradient_methods)} layer-gradient methods + saliency, {stages[0]}..{last}":
             lambda: gc.explain(model, x, target, stages, [*gradient_methods, "saliency"]),
-        f"explain: the same + Eigen-CAM, guided backprop, deconvnet, Guided Grad-CAM, CAM":
+        "explain: the same + Eigen-CAM, guided backprop, deconvnet, Guided Grad-CAM, CAM":
             lambda: gc.explain(model, x, target, stages, [*gradient_methods, "saliency", "eigen_cam",
                                                           "guided_backprop", "deconvnet", "guided_grad_cam", "cam"]),
     }

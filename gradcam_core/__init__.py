@@ -14,6 +14,7 @@ Example:
     >>> results = gc.explain(clf.module, x, target=243, layers=clf.stages, methods=["grad_cam", "layer_cam"])
 """
 
+from . import evaluation, metrics, sanity
 from .explainers import (
     CAM,
     KINDS,
@@ -36,11 +37,16 @@ from .explainers import (
     XGradCAM,
     explain,
 )
-from . import evaluation, metrics, sanity
 from .hooks import model_lock
 from .images import load_image
 from .maps import normalize, overlay, to_image, upsample
-from .models import MODELS, Classifier, WeightsUnavailableError, download_weights, load_model
+from .models import (
+    MODELS,
+    Classifier,
+    WeightsUnavailableError,
+    download_weights,
+    load_model,
+)
 
 __all__ = [
     "CAM",

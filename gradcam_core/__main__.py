@@ -22,7 +22,17 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from . import METHODS, Saliency, evaluation, explain, load_image, load_model, overlay, sanity, to_image
+from . import (
+    METHODS,
+    Saliency,
+    evaluation,
+    explain,
+    load_image,
+    load_model,
+    overlay,
+    sanity,
+    to_image,
+)
 from .maps import heat_image
 from .models import MODELS, Classifier
 

@@ -183,7 +183,8 @@ def rectified_gradients(
     hook = RECTIFIERS[rule]
     nodes = {out.grad_fn for out in activation_outputs if out.grad_fn is not None}
     if rule == "deconvnet":
-        foreign = sorted({type(node).__name__ for node in nodes if not type(node).__name__.startswith(_ACTIVATION_NODES)})
+        names = {type(node).__name__ for node in nodes}
+        foreign = sorted(name for name in names if not name.startswith(_ACTIVATION_NODES))
         if foreign:
             raise ValueError(
                 f"The deconvnet rule needs each activation's own backward step, but an activation's output "

@@ -3,8 +3,8 @@
 Ablation-CAM asks what the score becomes when one channel of a layer is zeroed, once per channel.
 Running the whole network again for each copy repeats the layers before the one ablated, whose
 output is already known. :func:`split_at` traces the model with ``torch.fx`` (through the modules
-that hold the layer only; every other module, the layer included, stays one call) and returns the part of the graph that depends on the layer's output, so the copies
-run through that part alone. The traced graph calls the model's own modules: it shares their
+that hold the layer only; every other module, the layer included, stays one call) and returns the
+part of the graph that depends on the layer's output, so the copies run through that part alone. The traced graph calls the model's own modules: it shares their
 weights, buffers, training flags and hooks, and copies nothing.
 """
 

@@ -10,7 +10,6 @@ import gradcam_core as gc
 from gradcam_core import shapes
 from gradcam_core.__main__ import ALIASES, main
 
-
 SEED = 3
 
 

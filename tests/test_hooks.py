@@ -34,6 +34,7 @@ from gradcam_core.hooks import (
     rectified_gradients,
 )
 
+
 def lock_is_free_for_another_thread(model: nn.Module) -> bool:
     """Whether a second thread could take ``model``'s lock right now (it gives it back at once)."""
     got = []

@@ -13,7 +13,13 @@ import math
 
 import pytest
 import torch
-from conftest import assert_no_hooks, assert_same_state, count_calls, make_tiny, snapshot
+from conftest import (
+    assert_no_hooks,
+    assert_same_state,
+    count_calls,
+    make_tiny,
+    snapshot,
+)
 from torch import nn
 
 import gradcam_core as gc

@@ -13,7 +13,13 @@ import math
 import numpy as np
 import pytest
 import torch
-from conftest import TINY_OPTIONS, assert_no_hooks, assert_same_state, make_tiny, snapshot
+from conftest import (
+    TINY_OPTIONS,
+    assert_no_hooks,
+    assert_same_state,
+    make_tiny,
+    snapshot,
+)
 from scipy import stats
 
 import gradcam_core as gc

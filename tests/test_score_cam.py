@@ -13,7 +13,14 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import HAND_INPUT, OneConvGAP, assert_no_hooks, assert_same_state, count_calls, snapshot
+from conftest import (
+    HAND_INPUT,
+    OneConvGAP,
+    assert_no_hooks,
+    assert_same_state,
+    count_calls,
+    snapshot,
+)
 from torch import nn
 
 import gradcam_core as gc

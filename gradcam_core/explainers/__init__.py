@@ -2,7 +2,16 @@
 
 from .ablation_cam import AblationCAM
 from .activations import FeatureMaps
-from .base import Explainer, InputExplainer, LayerExplainer, Needs, Pass, Result, Target, run
+from .base import (
+    Explainer,
+    InputExplainer,
+    LayerExplainer,
+    Needs,
+    Pass,
+    Result,
+    Target,
+    run,
+)
 from .cam import CAM
 from .deconvnet import Deconvnet
 from .eigen_cam import EigenCAM

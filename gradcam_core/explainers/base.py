@@ -26,7 +26,13 @@ from typing import Union
 import torch
 from torch import nn
 
-from ..hooks import capture_activation_outputs, capture_outputs, check_layers, exclusive_eval, rectified_gradients
+from ..hooks import (
+    capture_activation_outputs,
+    capture_outputs,
+    check_layers,
+    exclusive_eval,
+    rectified_gradients,
+)
 
 __all__ = [
     "Explainer",

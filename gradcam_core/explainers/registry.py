@@ -33,7 +33,8 @@ KINDS = {
     "layer gradient": "a layer's activations and the gradient of the score there; one forward and one backward pass",
     "layer activation": "a layer's activations alone; one forward pass",
     "perturbation": "forward passes of changed copies, batched: slow",
-    "input gradient": "the gradient at the pixels, some with a rule changed at each ReLU; one forward and one backward pass",
+    "input gradient": "the gradient at the pixels, some with a rule changed at each ReLU; one forward and one "
+    "backward pass",
 }
 
 
@@ -81,7 +82,9 @@ class Method:
         """The explainer for ``model`` at ``layers`` (ignored by the pixel-space methods)."""
         unknown = sorted(set(options) - set(self.options))
         if unknown:
-            raise ValueError(f"{self.label} takes no option {', '.join(unknown)}; it takes {', '.join(self.options) or 'none'}.")
+            raise ValueError(
+                f"{self.label} takes no option {', '.join(unknown)}; it takes {', '.join(self.options) or 'none'}."
+            )
         if self.build is not None:
             return self.build(model, layers, **options)
         if not self.layered:

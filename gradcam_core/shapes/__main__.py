@@ -12,7 +12,12 @@ import torch
 
 from ..classifier import Classifier
 from .data import render
-from .evaluation import EVALUATION_SEED, centre_baseline, evaluate_network, markdown_table
+from .evaluation import (
+    EVALUATION_SEED,
+    centre_baseline,
+    evaluate_network,
+    markdown_table,
+)
 from .networks import NETWORKS, load_shapes_model, weights_file
 from .training import VALIDATION_SEED, train
 
