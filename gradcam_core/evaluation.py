@@ -9,7 +9,8 @@ class; on the ImageNet models they are the shipped sample photos, explained for 
 
 Layer methods explain the classifier's ``cam_layer``; pixel-space pictures ``(N, 3, H, W)`` are
 reduced to the largest absolute value over colours (as saliency is drawn). Each method runs on
-its own, so its time is its own.
+its own, so its time is its own. Occlusion uses the square of :func:`occlusion_window`, the one the
+rank correlation compares every map with.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ __all__ = [
     "evaluation_set",
     "load_scores",
     "markdown_table",
+    "occlusion_window",
     "stderr_progress",
 ]
 
@@ -103,17 +105,16 @@ def evaluate(classifier: Classifier, data: EvaluationSet, methods: Sequence[str]
     if unknown:
         raise ValueError(f"Unknown method {', '.join(unknown)}; choose from {', '.join(METHODS)}.")
     model, n = classifier.module, len(data.images)
-    side = min(data.images.shape[-2:])
-    window = max(2, round(side / 7))
+    window = occlusion_window(data.images)
     occlusion = torch.cat([
-        Occlusion(model, window=window, stride=max(1, window // 2), batch_size=batch_size)(
-            data.images[c.start:c.stop], data.targets[c.start:c.stop])
+        Occlusion(model, **window, batch_size=batch_size)(data.images[c.start:c.stop], data.targets[c.start:c.stop])
         for c in chunks(n, batch_size)
     ])
     rows = []
     for method in methods:
+        options = {"cam": {"fc": classifier.fc}, "occlusion": window}.get(method, {})
         try:
-            maps, seconds = _maps(classifier, data, method, batch_size, progress)
+            maps, seconds = _maps(classifier, data, method, options, batch_size, progress)
         except ValueError as refusal:
             rows.append(MethodScores(method, METHODS[method].label, *([None] * 10), refusal=str(refusal)))
             continue
@@ -121,9 +122,18 @@ def evaluate(classifier: Classifier, data: EvaluationSet, methods: Sequence[str]
     return rows
 
 
-def _maps(classifier, data, method, batch_size, progress) -> tuple[torch.Tensor, float]:
+def occlusion_window(images: torch.Tensor) -> dict[str, int]:
+    """The occlusion square for pictures of this size: a seventh of the side, moved by half of it.
+
+    The reference of the rank correlation, and the Occlusion row itself (whose correlation is then
+    1 by construction).
+    """
+    window = max(2, round(min(images.shape[-2:]) / 7))
+    return {"window": window, "stride": max(1, window // 2)}
+
+
+def _maps(classifier, data, method, options, batch_size, progress) -> tuple[torch.Tensor, float]:
     """Every image's ``(h, w)`` map for its class, and the seconds they took."""
-    options = {"fc": classifier.fc} if method == "cam" else {}
     parts, seconds, n = [], 0.0, len(data.images)
     for chunk in chunks(n, batch_size):
         start = time.perf_counter()

@@ -59,9 +59,11 @@ def deletion_strip_ui(selection: widgets.Selection, methods: list[str], layer: s
 
 def sanity_ui(selection: widgets.Selection, layer: str) -> None:
     clf = selection.clf
-    methods = st.multiselect("Methods to check", list(gc.METHODS), default=SANITY_METHODS, key="sanity_methods",
+    fast = [name for name, method in gc.METHODS.items() if not method.slow]
+    methods = st.multiselect("Methods to check", fast, default=SANITY_METHODS, key="sanity_methods",
                              format_func=lambda n: gc.METHODS[n].label,
-                             max_selections=4, help="Each needs one map per randomization step.")
+                             max_selections=4, help="Each needs one map per randomization step; the slow "
+                             "methods are left out here, they would need hundreds of passes per step.")
     if not methods:
         return
     randomized = (clf.fc, *reversed(clf.stages))

@@ -105,12 +105,18 @@ def faithfulness(
     bar = st.progress(0.0, text="Deleting and inserting pixels…")
     out = {}
     for done, method in enumerate(methods):
+        label = gc.METHODS[method].label
+
+        def progress(step: int, total: int, done: int = done, label: str = label) -> None:
+            bar.progress((done + step / total / 2) / len(methods), text=f"{label}: {step} of {total} forward passes")
+
         options = {"cam": {"fc": _clf.fc}}.get(method, {})
-        m = pixel_map(gc.explain(_clf.module, _x, target, [layer], [method], {method: options})[method], layer)
+        result = gc.explain(_clf.module, _x, target, [layer], [method], {method: options}, progress=progress)
+        m = pixel_map(result[method], layer)
         out[method] = (gc.metrics.deletion(_clf.module, _x, m, target, steps=steps),
                        gc.metrics.insertion(_clf.module, _x, m, target, steps=steps),
                        gc.metrics.average_drop(_clf.module, _x, m, target))
-        bar.progress((done + 1) / len(methods), text=f"Deletion and insertion: {done + 1} of {len(methods)} maps")
+        bar.progress((done + 1) / len(methods), text=f"Deletion and insertion: {done + 1} of {len(methods)} methods")
     bar.empty()
     return out
 
