@@ -141,7 +141,7 @@ def _randomization(model, x, target, method, stages, explain_layer, seed, option
         method=method,
         steps=["original"] + [" + ".join(chosen) for chosen in stages],
         maps=maps,
-        similarity={key: [float(np.nanmean([v[key] for v in step])) for step in values] for key in MEASURES},
+        similarity={key: [_defined_mean([v[key] for v in step]) for step in values] for key in MEASURES},
     )
 
 
@@ -174,6 +174,12 @@ def similarity(a: torch.Tensor, b: torch.Tensor) -> dict[str, float]:
         "ssim": float(structural_similarity(scaled_a, scaled_b, data_range=1.0)),
         "hog": _pearson(_hog(scaled_a), _hog(scaled_b)),
     }
+
+
+def _defined_mean(values: list[float]) -> float:
+    """The mean of the values that are defined; NaN when none is (every map constant)."""
+    defined = [v for v in values if not np.isnan(v)]
+    return float(np.mean(defined)) if defined else float("nan")
 
 
 def _hog(m: np.ndarray) -> np.ndarray:
