@@ -2,6 +2,7 @@
 
     pip install --no-deps -r benchmarks/requirements.txt   # the peers; see that file
     python benchmarks/bench_perturbation.py [--model resnet34] [--repeats 3] [--methods score_cam ablation_cam]
+        [--pretrained]
 
 Peers: pytorch-grad-cam (PyPI ``grad-cam``: ``ScoreCAM``, ``AblationCAM``) and TorchCAM (PyPI
 ``torchcam``: ``ScoreCAM``; it has no Ablation-CAM). A peer that does not import is skipped with
@@ -22,7 +23,9 @@ is the peer's time over ours for the same method and layer. With the defaults a 
 peer's map and ours, both brought to the input's resolution (bilinear) and min-max normalized
 (pytorch-grad-cam returns its maps that way already; TorchCAM's and ours are at the layer's
 resolution); where two peers implement the same case, their correlation is printed below the
-table. The maps come from the last timed round. Known differences that lower r:
+table. The maps come from the last timed round. With random weights the layer's channels are
+sparse and many masks alike, so Score-CAM's weights hinge on near-ties; ``--pretrained`` (a real
+picture and ImageNet weights) makes r the better check. Known differences that lower r:
 
 - Score-CAM: ours weighs channel k by the softmax probability of the class for the masked input,
   as the authors' code does; both peers take instead a softmax over the channels of the masked
@@ -52,7 +55,8 @@ os.environ.setdefault("TQDM_DISABLE", "1")  # read when tqdm is imported (torch 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, not installed
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run from a checkout, not installed
 import gradcam_core as gc  # noqa: E402
 from gradcam_core.maps import correlation, normalize, upsample  # noqa: E402
 
@@ -106,29 +110,30 @@ def cases(clf: gc.Classifier, x: torch.Tensor, target: int, methods: list[str],
 
     found = [Case("forward", "torch", "", None, forward)]
     grad_cam, torch_cam = f"pytorch-grad-cam {installed('grad-cam')}", f"torchcam {installed('torchcam')}"
+    # Every lambda binds its layer and batch size as defaults: a closure would see the last ones.
     if "score_cam" in methods:
-        layer, b = "layer4", score_batch
-        found.append(Case("Score-CAM", "ours", layer, b,
-                          lambda: gc.ScoreCAM(model, [layer], batch_size=b)(x, target=target),
-                          lambda r: ours(r, layer)))
-        if pytorch_grad_cam is not None:
-            found.append(Case("Score-CAM", grad_cam, layer, b,
-                              lambda: grad_cam_run(pytorch_grad_cam.ScoreCAM, model, layer, x, target, b),
-                              grad_cam_map))
-        if torchcam is not None:
-            found.append(Case("Score-CAM", torch_cam, layer, b,
-                              lambda: torchcam_run(model, layer, x, target, b),
-                              lambda cams: normalize(upsample(cams[0], size))[0]))
+        for layer, b in [("layer4", score_batch)]:
+            found.append(Case("Score-CAM", "ours", layer, b,
+                              lambda layer=layer, b=b: gc.ScoreCAM(model, [layer], batch_size=b)(x, target=target),
+                              lambda r, layer=layer: ours(r, layer)))
+            if pytorch_grad_cam is not None:
+                found.append(Case("Score-CAM", grad_cam, layer, b,
+                                  lambda layer=layer, b=b: grad_cam_run(pytorch_grad_cam.ScoreCAM, model, layer, x,
+                                                                        target, b),
+                                  grad_cam_map))
+            if torchcam is not None:
+                found.append(Case("Score-CAM", torch_cam, layer, b,
+                                  lambda layer=layer, b=b: torchcam_run(model, layer, x, target, b),
+                                  lambda cams: normalize(upsample(cams[0], size))[0]))
     if "ablation_cam" in methods:
-        b = ablation_batch
-        for layer in ("layer4", "layer3"):
+        for layer, b in [("layer4", ablation_batch), ("layer3", ablation_batch)]:
             found.append(Case("Ablation-CAM", "ours", layer, b,
-                              lambda layer=layer: gc.AblationCAM(model, [layer], batch_size=b)(x, target=target),
+                              lambda layer=layer, b=b: gc.AblationCAM(model, [layer], batch_size=b)(x, target=target),
                               lambda r, layer=layer: ours(r, layer)))
             if pytorch_grad_cam is not None:
                 found.append(Case("Ablation-CAM", grad_cam, layer, b,
-                                  lambda layer=layer: grad_cam_run(pytorch_grad_cam.AblationCAM, model, layer, x,
-                                                                   target, b),
+                                  lambda layer=layer, b=b: grad_cam_run(pytorch_grad_cam.AblationCAM, model, layer,
+                                                                        x, target, b),
                                   grad_cam_map))
     return found
 
@@ -179,6 +184,9 @@ def main() -> None:
     parser.add_argument("--model", default="resnet34", choices=("resnet34", "efficientnet_lite0"))
     parser.add_argument("--methods", nargs="+", default=["score_cam", "ablation_cam"],
                         choices=("score_cam", "ablation_cam"), help="which methods (default: both)")
+    parser.add_argument("--pretrained", action="store_true",
+                        help="ImageNet weights and assets/images/cat_dog.png instead of random weights and noise, "
+                             "for a truer r (efficientnet_lite0's weights come with pip; resnet34's are downloaded)")
     parser.add_argument("--repeats", type=int, default=3, help="timed rounds (default: 3)")
     parser.add_argument("--warmup", type=int, default=0, help="untimed runs of each case first (default: 0)")
     parser.add_argument("--score-batch", type=int, default=32,
@@ -190,16 +198,19 @@ def main() -> None:
         parser.error("--repeats must be at least 1")
 
     torch.manual_seed(0)
-    clf = gc.load_model(args.model, pretrained=False)
-    x = torch.randn(1, 3, 224, 224, generator=torch.Generator().manual_seed(0))
-    target = 243
+    clf = gc.load_model(args.model, pretrained=args.pretrained)
+    if args.pretrained:
+        x, inputs = clf.preprocess(ROOT / "assets" / "images" / "cat_dog.png"), "cat_dog.png, ImageNet weights"
+    else:
+        x, inputs = torch.randn(1, 3, 224, 224, generator=torch.Generator().manual_seed(0)), "random weights"
+    target = 243  # 'bull mastiff'
     runs = cases(clf, x, target, args.methods, args.score_batch, args.ablation_batch)
     medians, outputs = measure(runs, args.repeats, args.warmup)
 
     with torch.no_grad():
         logit = float(clf.module(x)[0, target])
     print(f"{args.model}, 224x224, batch 1, CPU, {torch.get_num_threads()} threads, median of {args.repeats} "
-          f"interleaved rounds, torch {torch.__version__}; random weights, class {target} (logit {logit:.2f})")
+          f"interleaved rounds, torch {torch.__version__}; {inputs}, class {target} (logit {logit:.2f})")
     for peer, why in SKIPPED.items():
         print(f"skipped {peer}: {why}")
     print()

@@ -10,16 +10,15 @@ import gradcam_core as gc
 from ui import figures, resources, widgets
 from ui.source import show_code
 
-DEFAULT_METHODS = ["grad_cam", "grad_cam_plus_plus", "layer_cam", "score_cam", "saliency", "guided_backprop"]
-SANITY_METHODS = ["grad_cam", "saliency", "guided_backprop"]
+DEFAULT_METHODS = ["grad_cam", "grad_cam_plus_plus", "saliency", "guided_backprop"]
+SANITY_METHODS = ["grad_cam", "guided_backprop"]
 DELETION_SHOWN = [0.0, 0.05, 0.15, 0.3, 0.5]
 LIVE_PICTURES = 40
 
 
 def methods_ui(clf: gc.Classifier) -> tuple[list[str], str]:
     left, right = st.columns([3, 1])
-    fast_default = [m for m in DEFAULT_METHODS if not gc.METHODS[m].slow]
-    methods = left.multiselect("Methods", list(gc.METHODS), default=fast_default, key="trust_methods",
+    methods = left.multiselect("Methods", list(gc.METHODS), default=DEFAULT_METHODS, key="trust_methods",
                                format_func=lambda n: gc.METHODS[n].label,
                                help="The slow methods (Score-CAM, Ablation-CAM, Occlusion) take a while on ImageNet models.")
     with right:
