@@ -42,6 +42,7 @@ __all__ = [
     "load_scores",
     "markdown_table",
     "occlusion_window",
+    "one_map",
     "stderr_progress",
 ]
 
@@ -122,6 +123,11 @@ def evaluate(classifier: Classifier, data: EvaluationSet, methods: Sequence[str]
     return rows
 
 
+def one_map(m: torch.Tensor) -> torch.Tensor:
+    """A method's ``(N, h, w)`` map; a pixel-space picture ``(N, 3, H, W)`` as its max |value| over colours."""
+    return m.abs().amax(dim=1) if m.dim() == 4 else m
+
+
 def occlusion_window(images: torch.Tensor) -> dict[str, int]:
     """The occlusion square for pictures of this size: a seventh of the side, moved by half of it.
 
@@ -140,8 +146,7 @@ def _maps(classifier, data, method, options, batch_size, progress) -> tuple[torc
         result = explain(classifier.module, data.images[chunk.start:chunk.stop], data.targets[chunk.start:chunk.stop],
                          [classifier.cam_layer], [method], {method: options})[method]
         seconds += time.perf_counter() - start
-        m = next(iter(result.maps.values()))
-        parts.append(m.abs().amax(dim=1) if m.dim() == 4 else m)
+        parts.append(one_map(next(iter(result.maps.values()))))
         if progress is not None:
             progress(METHODS[method].label, chunk.stop, n)
     return torch.cat(parts), seconds

@@ -127,8 +127,12 @@ if not methods:
 st.header("Deletion and insertion")
 st.latex(r"\text{AUC}_{\text{deletion}} = \int_0^1 p^c(x \setminus \text{top-}f)\,df \;(\text{lower is better}),\qquad "
          r"\text{AUC}_{\text{insertion}} = \int_0^1 p^c(\text{blur}(x) \cup \text{top-}f)\,df \;(\text{higher})")
-curves = resources.faithfulness(tuple(methods), selection.model_key, selection.picture.image_id, layer,
-                                selection.target, 50, clf, selection.x)
+try:
+    curves = resources.faithfulness(tuple(methods), selection.model_key, selection.picture.image_id, layer,
+                                    selection.target, 50, clf, selection.x)
+except ValueError as refusal:  # CAM at a layer or on a head it does not apply to
+    st.error(f"{refusal} Leave that method out, or pick another layer.")
+    st.stop()
 left, right = st.columns(2)
 left.plotly_chart(curves_ui(curves, 0, f"Deletion: '{selection.class_name}' fades as pixels go"), key="deletion")
 right.plotly_chart(curves_ui(curves, 1, "Insertion: it returns as pixels come back"), key="insertion")

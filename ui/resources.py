@@ -91,9 +91,8 @@ def explanation(
 
 
 def pixel_map(result: gc.Result, layer: str) -> torch.Tensor:
-    """A method's ``(N, h, w)`` map: at ``layer``, or its pixel picture reduced to max |value| over colours."""
-    m = result.maps[layer] if layer in result.maps else result.maps["input"]
-    return m.abs().amax(dim=1) if m.dim() == 4 else m
+    """A method's ``(N, h, w)`` map at ``layer``, or its pixel-space picture as one map."""
+    return gc.evaluation.one_map(result.maps[layer] if layer in result.maps else result.maps["input"])
 
 
 @st.cache_data(max_entries=_CACHED_RESULTS, show_spinner=False)
@@ -102,17 +101,17 @@ def faithfulness(
     _clf: gc.Classifier, _x: torch.Tensor,
 ) -> dict[str, tuple[gc.metrics.Curve, gc.metrics.Curve, tuple[float, float]]]:
     """Method -> (deletion curve, insertion curve, (Average Drop, Increase in Confidence)) on one image."""
-    bar = st.progress(0.0, text="Deleting and inserting pixels…")
+    bar = st.progress(0.0, text="Computing the maps…")
+
+    def progress(step: int, total: int) -> None:
+        bar.progress(step / total, text=f"{step} of {total} forward passes")
+
+    # One shared pass for every method; the slow ones then report their forward passes.
+    options = {"cam": {"fc": _clf.fc}} if "cam" in methods else None
+    results = gc.explain(_clf.module, _x, target, [layer], methods, options, progress=progress)
     out = {}
     for done, method in enumerate(methods):
-        label = gc.METHODS[method].label
-
-        def progress(step: int, total: int, done: int = done, label: str = label) -> None:
-            bar.progress((done + step / total / 2) / len(methods), text=f"{label}: {step} of {total} forward passes")
-
-        options = {"cam": {"fc": _clf.fc}}.get(method, {})
-        result = gc.explain(_clf.module, _x, target, [layer], [method], {method: options}, progress=progress)
-        m = pixel_map(result[method], layer)
+        m = pixel_map(results[method], layer)
         out[method] = (gc.metrics.deletion(_clf.module, _x, m, target, steps=steps),
                        gc.metrics.insertion(_clf.module, _x, m, target, steps=steps),
                        gc.metrics.average_drop(_clf.module, _x, m, target))
