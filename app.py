@@ -8,10 +8,14 @@ import logging
 
 import streamlit as st
 
-from ui.widgets import PAGES
+from ui.widgets import PAGES, SECTIONS
 
 page = st.navigation(
-    [st.Page(path, title=title, icon=icon, default=index == 0) for index, (path, title, icon) in enumerate(PAGES)],
+    {
+        section: [st.Page(path, title=title, icon=icon, default=(path, title, icon) == PAGES[0])
+                  for path, title, icon in pages]
+        for section, pages in SECTIONS.items()
+    },
     position="hidden",
 )
 try:

@@ -14,7 +14,7 @@ Example:
     >>> results = gc.explain(clf.module, x, target=243, layers=clf.stages, methods=["grad_cam", "layer_cam"])
 """
 
-from . import evaluation, metrics, sanity
+from . import attacks, evaluation, metrics, sanity
 from .explainers import (
     CAM,
     KINDS,
@@ -71,6 +71,7 @@ __all__ = [
     "ScoreCAM",
     "WeightsUnavailableError",
     "XGradCAM",
+    "attacks",
     "download_weights",
     "evaluation",
     "explain",

@@ -7,9 +7,13 @@ Every method of :data:`gradcam_core.METHODS` is offered by its name. Measure eve
 
     python -m gradcam_core evaluate --model shapes_gap --methods all --n 500
 
-and run the sanity check of Adebayo et al. on one image:
+run the sanity check of Adebayo et al. on one image:
 
     python -m gradcam_core sanity assets/images/cat_dog.png --methods grad_cam,saliency,guided_backprop
+
+and attack a model with PGD, measuring whether Grad-CAM still finds the original class:
+
+    python -m gradcam_core attack --model shapes_gap --n 500 --epsilons 1,2
 """
 
 from __future__ import annotations
@@ -20,15 +24,18 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
 
 from . import (
     METHODS,
     Saliency,
+    attacks,
     evaluation,
     explain,
     load_image,
     load_model,
+    metrics,
     overlay,
     sanity,
     to_image,
@@ -46,7 +53,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         prog="python -m gradcam_core",
         description="Write PNG overlays that show where a CNN looks when it decides. "
         "`python -m gradcam_core evaluate --help` measures every method instead, "
-        "`python -m gradcam_core sanity --help` runs the sanity check.",
+        "`python -m gradcam_core sanity --help` runs the sanity check, "
+        "`python -m gradcam_core attack --help` the adversarial attack.",
     )
     parser.add_argument("source", type=Path, help="an image file, or a folder whose images are all explained")
     parser.add_argument("--model", default="efficientnet_lite0", choices=MODELS,
@@ -215,12 +223,67 @@ def sanity_main(argv: list[str]) -> int:
     return 0
 
 
+def attack_main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m gradcam_core attack",
+        description="Attack a model with PGD (L-infinity, in pixel space) away from each picture's class (the true "
+        "class of held-out shapes pictures, the top-1 of the sample photos), and print one Markdown table: how often "
+        "the prediction flips, how well the original class's Grad-CAM map survives (its correlation with the map "
+        "before the attack), and on shapes the pointing game of the original and of the new class.",
+    )
+    parser.add_argument("--model", default="efficientnet_lite0", choices=MODELS)
+    parser.add_argument("--n", type=int, default=500, help="held-out pictures for a shapes network (default: 500)")
+    parser.add_argument("--epsilons", default="1,2", help="budgets in levels of 255, comma-separated (default: 1,2)")
+    parser.add_argument("--steps", type=int, default=10, help="PGD steps (default: 10)")
+    args = parser.parse_args(argv)
+    try:
+        epsilons = [int(e) for e in args.epsilons.split(",")]
+        classifier = load_model(args.model)
+    except (ValueError, RuntimeError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    data = evaluation.evaluation_set(classifier, n=args.n)
+    located = data.masks is not None
+    print(f"{classifier.description}; {data.description}; PGD, {args.steps} steps; Grad-CAM at {classifier.cam_layer}.\n")
+    header = ["budget", "PGD runs", "flipped", "original class's map: correlation before/after (median)",
+              "its map erased"]
+    if located:
+        header += ["pointing game, original class: before", "after", "new class, after"]
+    print("| " + " | ".join(header) + " |")
+    print("|---|---|" + "---:|" * (len(header) - 2))
+    for levels in epsilons:
+        for stop in (True, False):
+            outcome = _attack_in_chunks(classifier, data, levels, args.steps, stop)
+            correlations = np.array(outcome.label_correlations())
+            row = [f"{levels}/255", "until it flips" if stop else "all steps",
+                   f"{outcome.flipped.float().mean().item():.1%}",
+                   f"{np.nanmedian(correlations):.2f}" if not np.isnan(correlations).all() else "-",
+                   f"{np.isnan(correlations).mean():.1%}"]
+            if located:
+                row += [f"{metrics.pointing_game_hits(m, data.masks).float().mean().item():.1%}"
+                        for m in (outcome.label_clean, outcome.label_attacked, outcome.new_attacked)]
+            print("| " + " | ".join(row) + " |", flush=True)
+    return 0
+
+
+def _attack_in_chunks(classifier: Classifier, data: evaluation.EvaluationSet, levels: int, steps: int,
+                      stop: bool, chunk: int = 100) -> attacks.AttackOutcome:
+    """attacks.attack_and_explain over ``data`` a chunk at a time, the outcomes joined."""
+    outcomes = [attacks.attack_and_explain(classifier, data.images[i:i + chunk], data.targets[i:i + chunk],
+                                           epsilon=levels / 255, steps=steps, stop_when_flipped=stop)
+                for i in range(0, len(data.images), chunk)]
+    return attacks.AttackOutcome(*(torch.cat([getattr(o, field) for o in outcomes])
+                                   for field in attacks.AttackOutcome.__dataclass_fields__))
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["evaluate"]:
         return evaluate_main(argv[1:])
     if argv[:1] == ["sanity"]:
         return sanity_main(argv[1:])
+    if argv[:1] == ["attack"]:
+        return attack_main(argv[1:])
     args = parse_args(argv)
     try:
         files = image_files(args.source)

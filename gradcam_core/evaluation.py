@@ -43,11 +43,30 @@ __all__ = [
     "markdown_table",
     "occlusion_window",
     "one_map",
+    "photo_labels",
     "stderr_progress",
 ]
 
 #: The photos the ImageNet models are evaluated on.
 SAMPLE_IMAGES = Path(__file__).resolve().parents[1] / "assets" / "images"
+
+
+def photo_labels(categories: Sequence[str]) -> dict[Path, list[int]]:
+    """Each labelled photo under ``assets/images`` -> the classes counted as right for it, as indices
+    into ``categories`` (an empty list: no class fits). Read from ``assets/images/labels.json``.
+
+    Example:
+        >>> labels = photo_labels(imagenet_categories())
+        >>> labels[SAMPLE_IMAGES / "grace_hopper.jpg"]
+        [652]
+    """
+    entries = json.loads((SAMPLE_IMAGES / "labels.json").read_text())
+    index = {name: i for i, name in enumerate(categories)}
+    unknown = [name for key, names in entries.items() if not key.startswith("_") for name in names if name not in index]
+    if unknown:
+        raise ValueError(f"labels.json names classes the model does not have: {', '.join(unknown)}.")
+    return {SAMPLE_IMAGES / key: [index[name] for name in names] for key, names in entries.items()
+            if not key.startswith("_")}
 
 
 @dataclass(frozen=True)

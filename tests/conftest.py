@@ -9,7 +9,9 @@ No fixture touches the network.
 from __future__ import annotations
 
 import copy
+import os
 import sys
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,6 +19,9 @@ from pathlib import Path
 import pytest
 import torch
 from torch import nn
+
+# The class tally of the pages under test (and of the browser test's server) goes to a scratch folder.
+os.environ["GRADCAM_DATA_DIR"] = tempfile.mkdtemp(prefix="gradcam-tests-")
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # lets a bare `pytest` run from a checkout that is not installed

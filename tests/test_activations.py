@@ -49,7 +49,7 @@ def test_stage_shapes_and_order_on_resnet34(resnet34, small_batch):
 
 
 def test_stage_shapes_on_efficientnet(efficientnet, cat_dog_x):
-    # the EfficientNetLite0 docstring: 24 x 56x56, 40 x 28x28, 112 x 14x14, 1280 x 7x7 at 224
+    # the EfficientNetLite docstring: 24 x 56x56, 40 x 28x28, 112 x 14x14, 1280 x 7x7 at 224
     maps = gc.FeatureMaps(efficientnet.module, efficientnet.stages)(cat_dog_x)
     assert maps["layer1"].shape == (1, 24, 56, 56)
     assert maps["layer2"].shape == (1, 40, 28, 28)

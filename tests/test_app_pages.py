@@ -17,7 +17,8 @@ pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
-PAGES = ["home", "activations", "cam", "grad_cam", "guided", "compare", "shapes_lab", "gallery", "trust"]
+PAGES = ["home", "activations", "cam", "grad_cam", "guided", "compare", "shapes_lab", "gallery", "trust",
+         "bias", "adversarial", "failures", "weak_strong"]
 TIGER_CAT, EGYPTIAN_CAT = 282, 285
 
 
@@ -265,3 +266,73 @@ def test_the_trust_page_reads_the_shipped_table_of_an_imagenet_model():
     assert not problems(at) and not at.error
     table = " ".join(m.value for m in at.markdown if "| method |" in m.value)
     assert "deletion AUC" in table and "pointing game" not in table  # no ground truth on the photos
+
+
+def open_with_model(page: str, model: str) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=180)
+    at.session_state["model"] = model
+    at.run()
+    at.switch_page(f"pages/{page}.py").run()
+    return at
+
+
+def test_the_bias_page_shows_the_shortcut_and_a_lying_tag_changes_the_biased_answer():
+    at = open_page("bias")
+    assert not problems(at)
+    metrics_ = {m.label: m.value for m in at.metric}
+    assert float(metrics_["shapes_biased on pictures tagged like its training set"].rstrip("%")) > 90
+    assert float(metrics_["…and on pictures whose tag is random"].rstrip("%")) < 40
+    assert "follows a lying tag" in page_text(at)
+    before = image_ids(at)
+    at.radio(key="bias_tag").set_value("lies (another class's tag)").run()
+    assert not problems(at) and image_ids(at) != before
+
+
+def test_the_adversarial_page_flips_a_shapes_picture_and_keeps_the_budget():
+    at = open_with_model("adversarial", "shapes_gap")
+    at.slider(key="attack_epsilon").set_value(12).run()
+    assert not problems(at)
+    assert "The top-1 moved from" in page_text(at)
+    labels = [m.label for m in at.metric]
+    assert any(label.startswith("Correlation of the") for label in labels)
+    at.toggle(key="attack_stop").set_value(False).run()
+    assert not problems(at)
+
+
+def test_the_failure_page_browses_the_mistakes_of_a_weak_shapes_network():
+    at = open_with_model("failures", "shapes_gap_early")
+    assert not problems(at) and not at.error
+    assert "of 500** held-out pictures are misclassified" in page_text(at)
+    slider = at.slider[0]
+    before = image_ids(at)
+    slider.set_value(2).run()
+    assert not problems(at) and image_ids(at) != before
+
+
+def test_the_failure_page_lists_the_photos_an_imagenet_model_gets_wrong():
+    at = open_page("failures")
+    assert not problems(at)
+    assert "rocket.jpg" in at.radio[0].options and "hard/horse.png" in at.radio[0].options
+    at.radio[0].set_value("hard/horse.png").run()
+    assert not problems(at) and "sorrel" in str([image.proto for image in at.get("image")])
+
+
+def test_an_answer_on_the_weak_or_strong_page_goes_into_the_class_tally():
+    from ui.tally import Tally
+
+    before = len(Tally().answers("weak_vs_strong"))
+    at = open_page("weak_strong")
+    assert not problems(at)
+    assert "**Model A** was" not in page_text(at)
+    at.radio(key="trust_choice").set_value("Model A")
+    next(b for b in at.button if b.label == "Answer").click().run()
+    assert not problems(at)
+    assert "**Model A** was" in page_text(at) and "The class so far" in page_text(at)
+    assert len(Tally().answers("weak_vs_strong")) == before + 1
+
+
+def test_the_cam_page_compares_average_and_max_pooling():
+    at = open_with_model("cam", "shapes_gap")
+    assert not problems(at)
+    assert "Which pooling 'localizes better' depends on how you threshold" in page_text(at)
+    assert [m.label for m in at.metric].count("Shape covered") == 2

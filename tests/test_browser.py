@@ -63,6 +63,10 @@ PAGES = {
     "shapes_lab": ("/shapes_lab", False),
     "gallery": ("/gallery", True),
     "trust": ("/trust", True),
+    "bias": ("/bias", True),
+    "adversarial": ("/adversarial", True),
+    "failures": ("/failures", True),
+    "weak_strong": ("/weak_strong", True),
 }
 
 #: The sidebar's page links, as ui/widgets.py's PAGES lists them.
@@ -76,6 +80,10 @@ NAV_TITLES = [
     "6 · Shapes lab: train it yourself",
     "7 · Method gallery",
     "8 · Which map to trust?",
+    "9 · Bias detective",
+    "10 · Adversarial examples",
+    "11 · Failure modes",
+    "12 · Weak or strong model?",
 ]
 
 MAIN = '[data-testid="stMain"]'

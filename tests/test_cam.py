@@ -141,3 +141,30 @@ def test_cam_builds_no_graph(tiny, tiny_input):
     r = gc.CAM(tiny, "relu2", "fc")(tiny_input, target=1)
     assert r.logits.grad_fn is None and r.maps["relu2"].grad_fn is None
     assert torch.is_grad_enabled()
+
+
+class OneConvGMP(OneConvGAP):
+    """OneConvGAP with global MAX pooling: logits = fc(max A) = [5 - 6 + 0.1, 2.5 + 3 - 0.3] on HAND_INPUT."""
+
+    def __init__(self):
+        super().__init__()
+        self.pool = torch.nn.AdaptiveMaxPool2d(1)
+
+
+class OneConvSumPool(OneConvGAP):
+    """OneConvGAP summing each map instead of averaging: neither GAP nor GMP, so CAM must refuse."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.conv(x).sum(dim=(2, 3)))
+
+
+def test_cam_applies_to_a_global_max_pooling_head_with_the_same_weighted_sum():
+    r = gc.CAM(OneConvGMP(), layer="conv", fc="fc")(HAND_INPUT.repeat(2, 1, 1, 1), target=[0, 1])
+    assert torch.allclose(r.logits, torch.tensor([[-0.9, 5.2]] * 2), atol=1e-6)
+    assert torch.equal(r.maps["conv"][0], torch.tensor([[0.0, 7.0], [2.0, 0.0]]))
+    assert torch.equal(r.maps["conv"][1], torch.tensor([[3.0, 1.5], [0.0, 4.0]]))
+
+
+def test_cam_refuses_a_pooling_that_is_neither_average_nor_max():
+    with pytest.raises(ValueError, match="differ from it by up to"):
+        gc.CAM(OneConvSumPool(), layer="conv", fc="fc")(HAND_INPUT)

@@ -59,3 +59,16 @@ def test_cam_refuses_a_head_without_pooling_and_says_why(shapes_picture, tmp_pat
 def test_a_class_out_of_range_is_refused_before_any_work(shapes_picture, tmp_path, capsys):
     assert main([str(shapes_picture), "--model", "shapes_gap", "--target", "99", "-o", str(tmp_path)]) == 2
     assert "out of range" in capsys.readouterr().err
+
+
+def test_the_attack_command_prints_one_row_per_budget_and_mode(capsys):
+    assert main(["attack", "--model", "shapes_gap", "--n", "12", "--epsilons", "2,8", "--steps", "3"]) == 0
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if line.startswith(("| 2/255", "| 8/255"))]
+    assert len(rows) == 4 and "until it flips" in rows[0] and "all steps" in rows[1]
+    assert "pointing game, original class: before" in out  # shapes have ground truth
+
+
+def test_the_attack_command_refuses_a_bad_budget(capsys):
+    assert main(["attack", "--model", "shapes_gap", "--epsilons", "two"]) == 2
+    assert "error:" in capsys.readouterr().err

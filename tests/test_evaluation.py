@@ -353,3 +353,16 @@ def test_the_scores_are_plain_json_numbers(shapes_run):
         for name in VALUES:
             assert isinstance(record[name], float) and math.isfinite(record[name]), (name, record[name])
     assert np.isfinite([r.deletion_auc for r in rows]).all()
+
+
+def test_photo_labels_name_real_classes_for_every_labelled_photo():
+    labels = gc.evaluation.photo_labels(gc.models.imagenet_categories())
+    assert all(path.is_file() for path in labels)
+    assert labels[gc.evaluation.SAMPLE_IMAGES / "grace_hopper.jpg"] == [652]  # 'military uniform'
+    assert labels[gc.evaluation.SAMPLE_IMAGES / "astronaut.png"] == []  # no ImageNet class fits
+    assert gc.evaluation.SAMPLE_IMAGES / "hard" / "horse.png" in labels
+
+
+def test_photo_labels_refuse_class_names_the_model_lacks():
+    with pytest.raises(ValueError, match="does not have: .*military uniform"):
+        gc.evaluation.photo_labels(["tabby", "tripod"])

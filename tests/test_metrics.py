@@ -11,7 +11,9 @@ from gradcam_core.metrics import (
     box_ious,
     boxes_from_maps,
     boxes_from_masks,
+    mask_coverages,
     mask_ious,
+    mass_in_masks,
     pointing_game,
     pointing_game_hits,
 )
@@ -243,3 +245,37 @@ def test_mask_ious_is_the_batch_of_single_answers_and_refuses_mismatched_batches
     assert all(0.0 <= v <= 1.0 for v in ious.tolist())
     with pytest.raises(ValueError, match="same N"):
         mask_ious(maps, masks[:4])
+
+
+# --- mass in a mask ----------------------------------------------------------------------------
+
+
+def test_mass_in_masks_by_hand():
+    maps = torch.tensor([[[3.0, 1.0], [0.0, -4.0]], [[1.0, 1.0], [1.0, 1.0]]])
+    masks = torch.stack([_mask((2, 2), (0, 0)), _mask((2, 2), (0, slice(None)))])
+    # negative values count as zero: 3 of 4; a uniform map: the mask's share of the area
+    assert torch.allclose(mass_in_masks(maps, masks), torch.tensor([0.75, 0.5]))
+
+
+def test_mass_in_masks_upsamples_the_map_and_a_zero_map_has_none():
+    m = torch.zeros(1, 2, 2)
+    m[0, 0, 0] = 1.0
+    mask = _mask((4, 4), (slice(0, 2), slice(0, 2)))[None]
+    up = torch.nn.functional.interpolate(m[None], size=(4, 4), mode="bilinear", align_corners=False)[0]
+    assert torch.allclose(mass_in_masks(m, mask), up[:, :2, :2].sum() / up.sum())
+    assert mass_in_masks(torch.zeros(1, 2, 2), mask).tolist() == [0.0]
+
+
+def test_mass_in_masks_refuses_mismatched_batches():
+    with pytest.raises(ValueError, match="same N"):
+        mass_in_masks(torch.ones(2, 2, 2), torch.ones(3, 2, 2, dtype=torch.bool))
+
+
+def test_mask_coverage_is_the_share_of_the_object_in_the_region_by_hand():
+    m = torch.tensor([[[1.0, 0.4], [0.6, 0.0]]])
+    mask = _mask((2, 2), (slice(None), 0))[None] | _mask((2, 2), (0, 1))[None]  # three of four cells
+    # at half the peak the region is {(0, 0), (1, 0)}: two of the object's three cells, spilling nowhere
+    assert torch.allclose(mask_coverages(m, mask, threshold=0.5), torch.tensor([2 / 3]))
+    assert mask_coverages(m, mask, threshold=0.3).tolist() == [1.0]
+    assert mask_coverages(torch.zeros(1, 2, 2), mask).tolist() == [0.0]
+    assert mask_coverages(m, torch.zeros(1, 2, 2, dtype=torch.bool)).tolist() == [0.0]

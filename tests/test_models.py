@@ -85,7 +85,7 @@ def test_wrapper_equals_timm_with_random_weights():
 
     torch.manual_seed(0)
     net = timm.create_model("tf_efficientnet_lite0", pretrained=False).eval()
-    wrapper = models.EfficientNetLite0(net).eval()
+    wrapper = models.EfficientNetLite(net).eval()
     x = torch.randn(2, 3, 96, 96)
     with torch.no_grad():
         expected = net(x)
@@ -306,3 +306,24 @@ def test_a_failed_download_leaks_no_file_descriptor(offline):
         with pytest.raises(gc.WeightsUnavailableError):
             gc.download_weights("resnet34")
     assert _open_fds() == before
+
+
+def test_efficientnet_lite2_has_the_same_stages_at_260_pixels():
+    clf = gc.load_model("efficientnet_lite2")
+    assert clf.input_size == (260, 260) and clf.stages == ["layer1", "layer2", "layer3", "layer4"]
+    assert "77.6% top-1" in clf.description and not clf.module.training
+    x = clf.preprocess(_skimage("chelsea"))
+    sides = {layer: a.shape[-1] for layer, a in gc.FeatureMaps(clf.module, clf.stages)(x).items()}
+    assert sides == {"layer1": 65, "layer2": 33, "layer3": 17, "layer4": 9}
+    top1 = clf.categories[int(clf.predict(x).argmax())]
+    assert top1 in {"Egyptian cat", "tabby", "tiger cat"}
+
+
+def test_efficientnet_lite2_wrapper_equals_timm_with_random_weights():
+    import timm
+
+    torch.manual_seed(2)
+    net = timm.create_model("tf_efficientnet_lite2", pretrained=False).eval()
+    x = torch.randn(1, 3, 96, 96)
+    with torch.no_grad():
+        torch.testing.assert_close(models.EfficientNetLite(net).eval()(x), net(x))

@@ -10,7 +10,7 @@ from PIL import Image
 import gradcam_core as gc
 from gradcam_core import metrics, shapes
 from gradcam_core.metrics import box_from_mask, boxes_from_masks
-from gradcam_core.shapes.__main__ import main
+from gradcam_core.shapes.__main__ import TRAINABLE, main
 
 # Pictures no training, validation or evaluation run draws.
 _FRESH_SEED = 3_000_003
@@ -93,6 +93,17 @@ def fresh():
     return shapes.render(300, _FRESH_SEED)
 
 
+#: Each shipped network's accuracy on fresh plain pictures: (at least, at most), as the README reports it
+#: (with a margin). The biased networks are measured on tagged pictures below.
+ACCURACY = {
+    "shapes_gap": (0.95, 1.0),
+    "shapes_fc": (0.95, 1.0),
+    "shapes_gmp": (0.95, 1.0),
+    "shapes_shuffled": (0.0, 0.35),  # trained on shuffled labels: chance is 20%
+    "shapes_gap_early": (0.65, 0.92),  # after epoch 4 of 12: about 80%
+}
+
+
 @pytest.mark.parametrize("name", shapes.NETWORKS)
 def test_shipped_weights_load_small_and_reach_their_accuracy(name, fresh):
     assert shapes.weights_file(name).stat().st_size < 2_000_000
@@ -101,11 +112,62 @@ def test_shipped_weights_load_small_and_reach_their_accuracy(name, fresh):
     assert clf.stages == ["layer1", "layer2", "layer3", "layer4"] and clf.cam_layer == "layer4"
     assert clf.input_size == (shapes.IMAGE_SIZE, shapes.IMAGE_SIZE)
     assert not clf.module.training
+    if name in shapes.BIASES:
+        return
+    low, high = ACCURACY[name]
     accuracy = (clf.predict(fresh.images).argmax(dim=1) == fresh.labels).float().mean().item()
-    if name == "shapes_shuffled":  # trained on shuffled labels: chance is 20%
-        assert accuracy <= 0.35
-    else:
-        assert accuracy >= 0.95
+    assert low <= accuracy <= high
+
+
+@pytest.fixture(scope="module")
+def tagged():
+    """Fresh pictures tagged like the biased training set, and fairly (tag by chance)."""
+    return {bias: shapes.render_biased(300, _FRESH_SEED, bias) for bias in (0.95, shapes.CHANCE_BIAS)}
+
+
+def test_the_biased_network_scores_well_on_its_own_kind_of_data_only(tagged):
+    like, fair = (shapes.evaluate_bias(gc.load_model("shapes_biased"), tagged[b], "") for b in (0.95, shapes.CHANCE_BIAS))
+    assert like.accuracy >= 0.9 and fair.accuracy <= 0.4
+    assert fair.follows_cue >= 0.85  # a tag that lies wins
+    assert fair.pointing_cue >= 0.65 and fair.pointing_object <= 0.15  # and Grad-CAM points at it
+
+
+def test_the_debiased_network_ignores_the_tag(tagged):
+    like, fair = (shapes.evaluate_bias(gc.load_model("shapes_debiased"), tagged[b], "") for b in (0.95, shapes.CHANCE_BIAS))
+    assert like.accuracy >= 0.93 and fair.accuracy >= 0.93
+    assert fair.follows_cue <= 0.05
+    assert fair.pointing_object >= 0.75 and fair.mass_on_object >= 5 * fair.mass_on_cue
+
+
+def test_the_bias_table_names_each_row_and_the_uniform_levels(tagged):
+    rows = [shapes.evaluate_bias(gc.load_model("shapes_debiased"), tagged[0.95], "like training")]
+    table = shapes.bias_table(rows, tagged[0.95])
+    assert "| shapes_debiased | like training |" in table and "A uniform map would put 1.6%" in table
+
+
+def test_cam_applies_to_the_max_pooling_head_and_is_sum_of_weighted_maps(fresh):
+    clf = gc.load_model("shapes_gmp")
+    assert isinstance(clf.module.maxpool, torch.nn.AdaptiveMaxPool2d) and clf.fc == "fc"
+    images, labels = fresh.images[:6], fresh.labels[:6]
+    result = gc.CAM(clf.module, layer=clf.cam_layer, fc=clf.fc)(images, target=labels)
+    a = result.activations[clf.cam_layer]
+    expected = torch.einsum("nk,nkhw->nhw", clf.module.fc.weight[labels].detach(), a).clamp(min=0)
+    torch.testing.assert_close(result.maps[clf.cam_layer], expected)
+    # and the head CAM checked is the max: fc(GMP(A)) is the model's output
+    torch.testing.assert_close(clf.module.fc(a.amax(dim=(2, 3))), result.logits)
+
+
+def test_average_pooling_covers_more_of_the_shape_than_max_pooling(fresh):
+    """CAM's paper: GAP's map spans the object, GMP's its most telling part."""
+    gap, gmp = (shapes.evaluate_network(gc.load_model(name), fresh).localizations[0] for name in ("shapes_gap", "shapes_gmp"))
+    assert gap.coverage >= gmp.coverage + 0.08  # measured: 89% against 75% of the object
+    assert gap.box_iou_tight > gmp.box_iou_tight
+
+
+def test_the_early_checkpoint_localizes_worse_than_the_finished_network(fresh):
+    early, done = (shapes.evaluate_network(gc.load_model(name), fresh) for name in ("shapes_gap_early", "shapes_gap"))
+    assert early.accuracy < done.accuracy - 0.05
+    assert early.localizations[0].pointing_game < done.localizations[0].pointing_game
 
 
 def test_the_networks_share_the_body():
@@ -118,8 +180,8 @@ def test_the_networks_share_the_body():
 def test_shuffled_labels_are_a_permutation_that_breaks_the_link_to_the_pictures():
     from gradcam_core.shapes.training import _training_set
 
-    _, plain = _training_set(200, seed=4)
-    _, shuffled = _training_set(200, seed=4, shuffle_labels=True)
+    _, plain = _training_set("shapes_gap", 200, seed=4)
+    _, shuffled = _training_set("shapes_shuffled", 200, seed=4)
     assert torch.equal(plain.sum(dim=0), shuffled.sum(dim=0))  # the same labels, as many of each
     agree = (plain[:200].argmax(dim=1) == shuffled[:200].argmax(dim=1)).float().mean().item()
     assert agree < 0.4  # about 1 in 5 by chance
@@ -165,7 +227,7 @@ def test_missing_weights_say_how_to_make_them(tmp_path):
 # --- training and evaluation ---------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", shapes.NETWORKS)
+@pytest.mark.parametrize("name", TRAINABLE)
 def test_a_short_training_run_calls_back_after_each_epoch(name):
     calls, batches = [], []
     rng_state = torch.get_rng_state()
@@ -202,7 +264,7 @@ def test_training_is_deterministic():
 def test_evaluation_table_lists_every_method_beside_the_baseline():
     batch = shapes.render(40, seed=_FRESH_SEED)
     evaluations = [shapes.evaluate_network(gc.load_model(name), batch) for name in shapes.NETWORKS]
-    gap, fc, shuffled = evaluations
+    gap, fc, shuffled = (evaluations[shapes.NETWORKS.index(name)] for name in ("shapes_gap", "shapes_fc", "shapes_shuffled"))
     assert shuffled.accuracy <= 0.4
     assert [(loc.method, loc.layer) for loc in gap.localizations] == [("CAM", "layer4")] + [
         ("Grad-CAM", layer) for layer in shapes.STAGES
@@ -210,6 +272,7 @@ def test_evaluation_table_lists_every_method_beside_the_baseline():
     assert gap.localizations[0].refusal == "" and "flattens the feature maps" in fc.localizations[0].refusal
     table = shapes.markdown_table(evaluations, shapes.centre_baseline(batch), len(batch.labels))
     assert table.startswith("| network | accuracy |") and "refuses (1)" in table and "centre point" in table
+    assert "| mask IoU (50% threshold) | object covered (same region) | mass on the object |" in table
 
 
 def test_the_command_line_explains_itself(capsys):
@@ -218,3 +281,76 @@ def test_the_command_line_explains_itself(capsys):
             main(argv)
         assert exit_.value.code == 0
     assert "--epochs" in capsys.readouterr().out
+
+
+def test_the_early_checkpoint_cannot_be_trained_on_its_own():
+    with pytest.raises(ValueError, match="shapes_gap after epoch 4"):
+        shapes.train("shapes_gap_early", epochs=1, n_train=10)
+
+
+def test_training_shapes_gap_also_saves_its_early_checkpoint(tmp_path, capsys):
+    assert main(["train", "--networks", "shapes_gap", "--epochs", str(shapes.EARLY_EPOCH), "--train-size", "30",
+                 "--out", str(tmp_path)]) == 0
+    assert {p.name for p in tmp_path.iterdir()} == {"shapes_gap.pt", "shapes_gap_early.pt"}
+    early = shapes.load_shapes_model("shapes_gap_early", weights_dir=tmp_path)
+    done = shapes.load_shapes_model("shapes_gap", weights_dir=tmp_path)
+    # the last epoch is the early one here, so the two files hold the same weights
+    for a, b in zip(early.module.state_dict().values(), done.module.state_dict().values()):
+        assert torch.equal(a, b)
+    assert "wrote" in capsys.readouterr().out
+
+
+# --- the biased variant --------------------------------------------------------------------------
+
+
+def test_the_tag_agrees_with_the_class_as_often_as_bias_says():
+    for bias in (0.0, 0.5, 0.95, 1.0):
+        batch = shapes.render_biased(2000, seed=5, bias=bias)
+        assert abs(batch.agrees.float().mean().item() - bias) <= 0.035  # about 3.5 binomial standard errors
+
+
+def test_the_fair_set_makes_tag_and_class_independent():
+    batch = shapes.render_biased(2500, seed=6, bias=shapes.CHANCE_BIAS)
+    counts = torch.zeros(len(shapes.CLASSES), len(shapes.CLASSES))
+    counts.index_put_((batch.labels, batch.cues), torch.ones(len(batch.labels)), accumulate=True)
+    expected = counts.sum(dim=1, keepdim=True) * counts.sum(dim=0, keepdim=True) / counts.sum()
+    chi_square = ((counts - expected) ** 2 / expected).sum().item()
+    assert chi_square < 40.0  # 16 degrees of freedom: 40 is far in the tail of independence
+
+
+def test_the_tag_is_an_exact_square_apart_from_the_object_and_shows_its_class_pattern():
+    batch = shapes.render_biased(300, seed=7, bias=0.5)
+    plain = shapes.render(300, seed=7)
+    for picture, mask, cue_mask, cue, plain_picture in zip(batch.pictures, batch.masks, batch.cue_masks, batch.cues,
+                                                           plain.pictures):
+        rows, columns = cue_mask.nonzero(as_tuple=True)
+        assert cue_mask.sum() == shapes.CUE_SIZE**2
+        assert rows.max() - rows.min() == columns.max() - columns.min() == shapes.CUE_SIZE - 1
+        assert not (cue_mask & mask).any()
+        # white where the class's pattern is set, black elsewhere, under the pixel noise
+        pattern = torch.from_numpy(list(shapes.CUE_PATTERNS.values())[int(cue)])
+        values = torch.from_numpy(picture)[cue_mask].float().mean(dim=1).view(shapes.CUE_SIZE, shapes.CUE_SIZE)
+        assert values[pattern].min() > 200 and values[~pattern].max() < 55
+        # and the rest of the picture is the plain picture, pixel for pixel
+        assert np.array_equal(picture[~cue_mask.numpy()], plain_picture[~cue_mask.numpy()])
+
+
+def test_the_five_tag_patterns_differ():
+    patterns = [torch.from_numpy(p) for p in shapes.CUE_PATTERNS.values()]
+    assert len(patterns) == len(shapes.CLASSES)
+    for i, a in enumerate(patterns):
+        assert 0.2 <= a.float().mean() <= 0.8
+        for b in patterns[i + 1:]:
+            assert (a != b).float().mean() >= 0.25
+
+
+def test_generate_biased_returns_model_ready_tensors():
+    images, labels, masks, cue_masks = shapes.generate_biased(4, seed=0)
+    assert images.shape == (4, 3, 64, 64) and labels.shape == (4,)
+    assert masks.shape == cue_masks.shape == (4, 64, 64) and cue_masks.dtype == torch.bool
+
+
+@pytest.mark.parametrize("bias", [-0.1, 1.5])
+def test_a_bias_outside_zero_one_is_refused(bias):
+    with pytest.raises(ValueError, match="probability"):
+        shapes.render_biased(1, seed=0, bias=bias)

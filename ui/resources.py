@@ -11,12 +11,16 @@ the key.
 from __future__ import annotations
 
 import hashlib
+import uuid
+from pathlib import Path
 
 import streamlit as st
 import torch
 
 import gradcam_core as gc
 from gradcam_core import shapes
+
+from . import tally
 
 # A few dozen results per function keep a class's layer grid and its neighbours warm for a handful
 # of users without letting a long class browse fill the memory.
@@ -25,13 +29,18 @@ _CACHED_RESULTS = 64
 #: Label shown for each model name.
 MODEL_LABELS = {
     "efficientnet_lite0": "EfficientNet-Lite0 (ImageNet)",
+    "efficientnet_lite2": "EfficientNet-Lite2 (ImageNet)",
     "resnet34": "ResNet34 (ImageNet)",
     "shapes_gap": "Shapes: GAP head",
     "shapes_fc": "Shapes: MLP head",
     "shapes_shuffled": "Shapes: GAP, shuffled labels",
+    "shapes_gap_early": "Shapes: GAP, early in training",
+    "shapes_gmp": "Shapes: global MAX pooling head",
+    "shapes_biased": "Shapes: GAP, biased data",
+    "shapes_debiased": "Shapes: GAP, bias removed",
     "shapes_gap_trained": "Shapes: GAP, trained by you",
 }
-IMAGENET_MODELS = ("efficientnet_lite0", "resnet34")
+IMAGENET_MODELS = ("efficientnet_lite0", "efficientnet_lite2", "resnet34")
 
 
 def digest(data: bytes) -> str:
@@ -164,3 +173,83 @@ def feature_maps(model: str, image_id: str, layer: str, _clf: gc.Classifier, _x:
 def shapes_sample(seed: int) -> shapes.ShapesBatch:
     """One shapes picture with its ground truth, the same for a seed on every page."""
     return shapes.render(1, seed)
+
+
+@st.cache_data(max_entries=_CACHED_RESULTS, show_spinner=False)
+def biased_sample(seed: int, bias: float) -> shapes.BiasedBatch:
+    """One tagged shapes picture: ``bias=1`` tags it with its own class, ``bias=0`` with another."""
+    return shapes.render_biased(1, seed, bias)
+
+
+@st.cache_data(max_entries=4, show_spinner="Scoring both networks on held-out pictures…")
+def bias_evaluations(n: int) -> list[shapes.BiasEvaluation]:
+    """shapes_biased and shapes_debiased, each on a test set tagged like its training set and on a fair one."""
+    test_sets = {"tagged like the biased training set (95%)": 0.95, "fair: tag by chance (20%)": shapes.CHANCE_BIAS}
+    batches = {name: shapes.render_biased(n, shapes.EVALUATION_SEED, bias) for name, bias in test_sets.items()}
+    return [shapes.evaluate_bias(classifier(network), batch, name)
+            for network in ("shapes_biased", "shapes_debiased") for name, batch in batches.items()]
+
+
+@st.cache_data(max_entries=_CACHED_RESULTS, show_spinner=False)
+def attack(model: str, image_id: str, label: int, levels: int, steps: int, target: int | None, stop: bool,
+           _clf: gc.Classifier, _x: torch.Tensor) -> gc.attacks.AttackOutcome:
+    """PGD with a budget of ``levels``/255 and Grad-CAM before and after, with a progress bar."""
+    bar = st.progress(0.0, text="Attacking…")
+
+    def progress(step: int, total: int) -> None:
+        bar.progress(step / total, text=f"PGD step {step} of {total}")
+
+    outcome = gc.attacks.attack_and_explain(_clf, _x, label, progress=progress, epsilon=levels / 255, steps=steps,
+                                            target_class=target, stop_when_flipped=stop)
+    bar.empty()
+    return outcome
+
+
+@st.cache_data(max_entries=2, show_spinner="Drawing the held-out pictures…")
+def held_out_shapes(n: int) -> shapes.ShapesBatch:
+    """``n`` shapes pictures no network trained on (the evaluation's seed)."""
+    return shapes.render(n, shapes.EVALUATION_SEED)
+
+
+@st.cache_data(max_entries=8, show_spinner="Finding the mistakes…")
+def shapes_mistakes(model: str, n: int, _clf: gc.Classifier) -> tuple[list[int], torch.Tensor]:
+    """The held-out pictures ``_clf`` gets wrong (indices), and its probabilities for all ``n``."""
+    batch = held_out_shapes(n)
+    probabilities = _clf.predict(batch.images)
+    return (probabilities.argmax(dim=1) != batch.labels).nonzero()[:, 0].tolist(), probabilities
+
+
+@st.cache_data(max_entries=8, show_spinner="Classifying the photos…")
+def photo_mistakes(model: str, _clf: gc.Classifier) -> list[tuple[str, list[int], torch.Tensor]]:
+    """(path under assets/images, the classes counted right, probabilities) of each photo whose top-1 is wrong."""
+    mistakes = []
+    for path, right in gc.evaluation.photo_labels(_clf.categories).items():
+        probabilities = _clf.predict(_clf.preprocess(path))[0]
+        if int(probabilities.argmax()) not in right:
+            mistakes.append((str(path.relative_to(gc.evaluation.SAMPLE_IMAGES)), right, probabilities))
+    return mistakes
+
+
+@st.cache_resource(show_spinner=False)
+def _open_tally(path: str) -> tally.Tally:
+    return tally.Tally(Path(path))
+
+
+def class_tally() -> tuple[tally.Tally | None, str]:
+    """The class tally, opened once per process and data folder, or ``None`` and the reason it cannot be used."""
+    try:
+        return _open_tally(str(tally.data_dir() / "tally.sqlite")), ""
+    except tally.TallyUnavailable as error:
+        return None, str(error)
+
+
+def session_id() -> str:
+    """An anonymous id for this browser session, for the tally."""
+    return st.session_state.setdefault("session_id", uuid.uuid4().hex[:12])
+
+
+@st.cache_data(max_entries=4, show_spinner="Measuring both networks on held-out pictures…")
+def network_evaluations(networks: tuple[str, ...], n: int) -> list[shapes.NetworkEvaluation]:
+    """Accuracy and CAM/Grad-CAM localization of shapes networks on ``n`` held-out pictures."""
+    batch = held_out_shapes(n)
+    return [shapes.evaluate_network(classifier(name), batch) for name in networks]

@@ -2,15 +2,33 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+import numpy as np
 import streamlit as st
 import torch
+from PIL import Image
 
 import gradcam_core as gc
 from gradcam_core import metrics, shapes
 
 from . import figures, resources, widgets
 
-TRUTH_COLOUR, MAP_COLOUR = "#00c853", "#ffd600"
+TRUTH_COLOUR, MAP_COLOUR, CUE_COLOUR = "#00c853", "#ffd600", "#ff1744"
+
+
+def enlarged(picture: np.ndarray, side: int = widgets.SHAPES_DISPLAY_SIDE) -> np.ndarray:
+    """A 64x64 shapes picture blown up with crisp pixels, for the page."""
+    return np.asarray(Image.fromarray(picture).resize((side, side), Image.NEAREST))
+
+
+def overlay_with_regions(picture: np.ndarray, m: torch.Tensor | None, cmap: str, alpha: float,
+                         regions: Sequence[tuple[torch.Tensor, str]] = ()) -> np.ndarray:
+    """The enlarged picture, the map over it (unless ``m`` is None), and a box around each ``(mask, colour)``."""
+    big = enlarged(picture)
+    shown = big if m is None else gc.overlay(big, m, cmap, alpha)
+    boxes = [(metrics.box_from_mask(mask), colour) for mask, colour in regions]
+    return figures.with_boxes(shown, boxes, big.shape[1] / picture.shape[1])
 
 
 def localization_ui(selection: widgets.Selection, m: torch.Tensor, method: str = "CAM") -> None:

@@ -97,29 +97,41 @@ class Selection:
         return f"{target} · {self.clf.categories[target]} ({float(self.probabilities[target]):.1%})"
 
 
-#: (file, title, icon) of each page, in the order of the lessons.
-PAGES = [
-    ("pages/home.py", "Home", ":material/home:"),
-    ("pages/activations.py", "1 · Activations", ":material/grid_view:"),
-    ("pages/cam.py", "2 · CAM on a GAP network", ":material/functions:"),
-    ("pages/grad_cam.py", "3 · Grad-CAM, layer by layer", ":material/layers:"),
-    ("pages/guided.py", "4 · Pixel-space methods", ":material/blur_on:"),
-    ("pages/compare.py", "5 · CAM vs Grad-CAM", ":material/compare:"),
-    ("pages/shapes_lab.py", "6 · Shapes lab: train it yourself", ":material/school:"),
-    ("pages/gallery.py", "7 · Method gallery", ":material/view_module:"),
-    ("pages/trust.py", "8 · Which map to trust?", ":material/verified:"),
-]
+#: Section -> (file, title, icon) of each page, in the order of the lessons.
+SECTIONS = {
+    "Lessons": [
+        ("pages/home.py", "Home", ":material/home:"),
+        ("pages/activations.py", "1 · Activations", ":material/grid_view:"),
+        ("pages/cam.py", "2 · CAM on a GAP network", ":material/functions:"),
+        ("pages/grad_cam.py", "3 · Grad-CAM, layer by layer", ":material/layers:"),
+        ("pages/guided.py", "4 · Pixel-space methods", ":material/blur_on:"),
+        ("pages/compare.py", "5 · CAM vs Grad-CAM", ":material/compare:"),
+        ("pages/shapes_lab.py", "6 · Shapes lab: train it yourself", ":material/school:"),
+        ("pages/gallery.py", "7 · Method gallery", ":material/view_module:"),
+        ("pages/trust.py", "8 · Which map to trust?", ":material/verified:"),
+    ],
+    "Diagnose": [
+        ("pages/bias.py", "9 · Bias detective", ":material/search:"),
+        ("pages/adversarial.py", "10 · Adversarial examples", ":material/bug_report:"),
+        ("pages/failures.py", "11 · Failure modes", ":material/report:"),
+        ("pages/weak_strong.py", "12 · Weak or strong model?", ":material/fitness_center:"),
+    ],
+}
+#: Every page, in order.
+PAGES = [page for pages in SECTIONS.values() for page in pages]
 
 
 def navigation_ui() -> None:
-    """The page links, drawn by the sidebar rather than by ``st.navigation``.
+    """The page links, section by section, drawn by the sidebar rather than by ``st.navigation``.
 
     A link opened before anyone has loaded ``app.py`` on a fresh server runs its page alone, in
     Streamlit's older ``pages/`` mode; drawing the links and the page settings here gives that
     first visit the same titles and layout as every other.
     """
-    for path, title, icon in PAGES:
-        st.page_link(path, label=title, icon=icon)
+    for section, pages in SECTIONS.items():
+        st.caption(section.upper())
+        for path, title, icon in pages:
+            st.page_link(path, label=title, icon=icon)
     st.divider()
 
 
@@ -157,7 +169,7 @@ def sidebar() -> Selection:
 
 
 def model_ui() -> str:
-    names = ["efficientnet_lite0"]
+    names = ["efficientnet_lite0", "efficientnet_lite2"]
     if resources.resnet34_ready():
         names.append("resnet34")
     names += list(shapes.NETWORKS)

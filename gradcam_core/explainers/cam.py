@@ -9,12 +9,17 @@ from .base import LayerExplainer, Pass
 
 __all__ = ["CAM"]
 
-# The head's output must equal fc(GAP(A)) to this relative tolerance for CAM to apply.
+# The head's output must equal fc(GAP(A)) or fc(GMP(A)) to this relative tolerance for CAM to apply.
 _HEAD_TOLERANCE = 1e-4
+# Global pooling heads CAM applies to: name -> the pooling of (N, K, h, w) maps to (N, K).
+_POOLINGS = {
+    "global average pooling": lambda a: a.mean(dim=(2, 3)),
+    "global max pooling": lambda a: a.amax(dim=(2, 3)),
+}
 
 
 class CAM(LayerExplainer):
-    r"""Class activation mapping, for a last conv layer followed by GAP and one linear layer.
+    r"""Class activation mapping, for a last conv layer followed by global pooling and one linear layer.
 
     .. math::
         L^c = \mathrm{ReLU}\Big(\sum_k w_k^c A^k\Big)
@@ -23,9 +28,12 @@ class CAM(LayerExplainer):
     ``c``. The paper shows the positive part of :math:`\sum_k w_k^c A^k`; the ReLU keeps that part
     and puts CAM on Grad-CAM's footing, so that at this layer the two agree after normalization.
 
-    CAM only applies when the logits are exactly ``fc(GAP(A))``. Each call checks that on the
-    forward pass it makes, and raises a ``ValueError`` that says what it found (a flatten, more
-    linear layers, no pooling) and points to :class:`GradCAM`, which needs no such head.
+    CAM only applies when the logits are exactly ``fc(GAP(A))``, or ``fc(GMP(A))``: the paper
+    compares global average pooling with global max pooling, whose map is the same weighted sum
+    (but GMP scores each channel by its one strongest cell, so training shapes the maps
+    differently). Each call checks that on the forward pass it makes, and raises a ``ValueError``
+    that says what it found (a flatten, more linear layers, no pooling) and points to
+    :class:`GradCAM`, which needs no such head.
 
     ``fc`` names the linear layer; by default it is the model's last ``nn.Linear``.
 
@@ -63,7 +71,8 @@ class CAM(LayerExplainer):
                 "instead of averaging each channel. Use GradCAM, which works with any head."
             )
         with torch.no_grad():
-            expected = self.fc(a.mean(dim=(2, 3)))
+            pooled = {name: self.fc(pool(a)) for name, pool in _POOLINGS.items()}
+        expected = pooled["global average pooling"]
         if expected.shape != logits.shape:
             raise ValueError(
                 f"CAM needs the logits to be {self.fc_name}(GAP({self.layer})), but "
@@ -71,17 +80,18 @@ class CAM(LayerExplainer):
                 f"{logits.shape[1]}: there are other layers between {self.fc_name!r} and the "
                 "output. Use GradCAM, which works with any head."
             )
-        gap = (expected - logits).abs().max().item()
-        if gap > _HEAD_TOLERANCE * max(1.0, logits.abs().max().item()):
+        scale = _HEAD_TOLERANCE * max(1.0, logits.abs().max().item())
+        gaps = {name: (out - logits).abs().max().item() for name, out in pooled.items()}
+        if min(gaps.values()) > scale:
             raise ValueError(
-                f"CAM needs the logits to be {self.fc_name}(GAP({self.layer})), but they differ "
-                f"from it by up to {gap:.3g}: there are other layers between {self.layer!r} and "
-                f"the output. Use GradCAM, which works with any head."
+                f"CAM needs the logits to be {self.fc_name}(GAP({self.layer})) (or GMP), but they "
+                f"differ from it by up to {gaps['global average pooling']:.3g}: there are other layers "
+                f"between {self.layer!r} and the output. Use GradCAM, which works with any head."
             )
 
 
 def _last_linear(model: nn.Module) -> str:
     names = [name for name, module in model.named_modules() if isinstance(module, nn.Linear)]
     if not names:
-        raise ValueError("CAM needs a linear classifier after global average pooling; this model has no nn.Linear.")
+        raise ValueError("CAM needs a linear classifier after global pooling; this model has no nn.Linear.")
     return names[-1]

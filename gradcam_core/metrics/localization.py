@@ -15,6 +15,9 @@ Two protocols:
   8-connected region, and count a success when its IoU with the ground-truth box exceeds 0.5.
 * **Mask IoU** (weakly-supervised segmentation): the pixels at or above a fraction of the map's
   maximum, against the object's mask.
+* **Mass in a mask**, the energy-based pointing game (Wang et al., "Score-CAM", CVPRW 2020,
+  Section 5.2): the share of the map's total (upsampled, non-negative) value that lies in a mask.
+  Unlike the pointing game it sees a map that splits its attention between two places.
 
 Example:
     >>> import torch
@@ -42,7 +45,9 @@ __all__ = [
     "box_ious",
     "boxes_from_maps",
     "boxes_from_masks",
+    "mask_coverages",
     "mask_ious",
+    "mass_in_masks",
     "pointing_game",
     "pointing_game_hits",
 ]
@@ -207,3 +212,47 @@ def mask_ious(maps: torch.Tensor, masks: torch.Tensor, threshold: float = BOX_TH
     masks = masks.cpu().bool()
     union = (region | masks).flatten(1).sum(dim=1)
     return torch.where(union > 0, (region & masks).flatten(1).sum(dim=1) / union.clamp(min=1), 0.0)
+
+
+def mask_coverages(maps: torch.Tensor, masks: torch.Tensor, threshold: float = BOX_THRESHOLD) -> torch.Tensor:
+    """``(N,)`` share of each mask's pixels inside its map's region at or above ``threshold`` of the peak.
+
+    The recall of :func:`mask_ious`' region: how much of the object the map covers, however far
+    it spills beyond. CAM's paper says global average pooling makes a network find an object's
+    whole extent and global max pooling one part of it; this is what that claim measures. An
+    empty mask, or a map with nothing above zero, covers 0.
+
+    Example:
+        >>> m = torch.zeros(1, 4, 4); m[0, :2, :2] = 1.0
+        >>> mask = torch.zeros(1, 4, 4, dtype=torch.bool); mask[0, :2, :] = True
+        >>> mask_coverages(m, mask)
+        tensor([0.5000])
+    """
+    _check_batch(maps, masks)
+    up = upsample(maps.detach().cpu().float(), tuple(masks.shape[-2:]))
+    peak = up.flatten(1).amax(dim=1).view(-1, 1, 1)
+    region = (up >= threshold * peak) & (peak > 0)
+    masks = masks.cpu().bool()
+    area = masks.flatten(1).sum(dim=1)
+    return torch.where(area > 0, (region & masks).flatten(1).sum(dim=1) / area.clamp(min=1), 0.0)
+
+
+def mass_in_masks(maps: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    r"""``(N,)`` share of each map's mass inside its mask: :math:`\sum_{p \in M} L_p / \sum_p L_p`.
+
+    ``maps`` ``(N, h, w)`` at any resolution, upsampled bilinearly to the masks' size, negative
+    values clipped to zero; ``masks`` ``(N, H, W)`` bool. A map that is zero everywhere has no mass
+    anywhere: its share is 0. A uniform map's share is the mask's area over the picture's, the
+    level a map must beat to be said to look at the mask.
+
+    Example:
+        >>> m = torch.tensor([[[3.0, 1.0], [0.0, 0.0]]])
+        >>> mask = torch.zeros(1, 2, 2, dtype=torch.bool); mask[0, 0, 0] = True
+        >>> mass_in_masks(m, mask)
+        tensor([0.7500])
+    """
+    _check_batch(maps, masks)
+    up = upsample(maps.detach().cpu().float(), tuple(masks.shape[-2:])).clamp(min=0).flatten(1)
+    total = up.sum(dim=1)
+    inside = (up * masks.cpu().flatten(1)).sum(dim=1)
+    return torch.where(total > 0, inside / total.clamp(min=torch.finfo(up.dtype).tiny), 0.0)

@@ -19,6 +19,14 @@ A picture is built in layers, each there to take a shortcut away from the classi
 
 Shapes are drawn at 4x and box-filtered down, so their edges are antialiased; the mask is the
 pixels at least half covered by the object.
+
+**The biased variant** (:func:`render_biased`) adds a spurious cue, as a watermark in a photo
+collection: an 8x8 black-and-white tag in the corner farthest from the object, drawn before the
+noise (one cell in from the corner, see ``_cue_mask``). Its pattern is one of five, one per class (:data:`CUE_PATTERNS`), and with probability
+``bias`` it is the pattern of the picture's own class, otherwise one of the four others at
+random. ``bias=0.2`` (one in five) makes the cue independent of the class: the fair set. The tag
+fills one cell of the networks' 8x8 last layer exactly, and never touches the object, so its
+mask is exact.
 """
 
 from __future__ import annotations
@@ -34,15 +42,21 @@ from PIL import Image, ImageDraw
 from ..metrics import boxes_from_masks
 
 __all__ = [
+    "CHANCE_BIAS",
     "CLASSES",
+    "CUE_PATTERNS",
+    "CUE_SIZE",
     "IMAGE_SIZE",
     "MEAN",
     "STD",
+    "BiasedBatch",
     "ShapesBatch",
     "generate",
+    "generate_biased",
     "generate_with_boxes",
     "render",
     "render_backgrounds",
+    "render_biased",
     "to_rgb",
     "to_tensor",
 ]
@@ -54,6 +68,29 @@ IMAGE_SIZE = 64
 #: Per-channel normalization of RGB values in [0, 1], close to the data set's own statistics.
 MEAN = (0.5, 0.5, 0.5)
 STD = (0.2, 0.2, 0.2)
+
+#: The side of the biased set's cue tag, in pixels: one cell of the 8x8 ``layer4``.
+CUE_SIZE = 8
+#: ``bias`` at which the cue says nothing about the class: one chance in ``len(CLASSES)``.
+CHANCE_BIAS = 1 / len(CLASSES)
+
+
+def _cue_patterns() -> dict[str, np.ndarray]:
+    y, x = np.mgrid[0:CUE_SIZE, 0:CUE_SIZE]
+    # Bars two pixels wide survive the networks' first, stride-2 convolution.
+    rings = np.maximum(abs(2 * x - CUE_SIZE + 1), abs(2 * y - CUE_SIZE + 1)) // 2
+    return {
+        "horizontal bars": (y // 2) % 2 == 0,
+        "vertical bars": (x // 2) % 2 == 0,
+        "checks": (x // 2 + y // 2) % 2 == 0,
+        "diagonal bars": ((x + y) // 2) % 2 == 0,
+        "rings": rings % 2 == 1,
+    }
+
+
+#: The cue's name -> ``(CUE_SIZE, CUE_SIZE)`` bool pattern (white where True, black elsewhere);
+#: the ``k``-th goes with class ``CLASSES[k]``.
+CUE_PATTERNS = _cue_patterns()
 
 # Drawing at this many times the resolution, then averaging, antialiases the edges.
 _SUPERSAMPLE = 4
@@ -91,6 +128,24 @@ class ShapesBatch:
         return to_tensor(self.pictures)
 
 
+@dataclass(frozen=True)
+class BiasedBatch(ShapesBatch):
+    """:class:`ShapesBatch` pictures carrying the biased set's cue tag.
+
+    Attributes:
+        cues: ``(N,)`` long, the class whose pattern the tag shows (index into :data:`CUE_PATTERNS`).
+        cue_masks: ``(N, H, W)`` bool, the tag's pixels.
+    """
+
+    cues: torch.Tensor
+    cue_masks: torch.Tensor
+
+    @property
+    def agrees(self) -> torch.Tensor:
+        """``(N,)`` bool: the tag shows the picture's own class."""
+        return self.cues == self.labels
+
+
 def render(n: int, seed: int) -> ShapesBatch:
     """Draw ``n`` pictures, deterministically from ``seed``, with labels, masks and boxes.
 
@@ -108,6 +163,59 @@ def render(n: int, seed: int) -> ShapesBatch:
     pictures = np.stack([picture for picture, _ in drawn])
     masks = torch.from_numpy(np.stack([mask for _, mask in drawn]))
     return ShapesBatch(pictures, torch.tensor(labels, dtype=torch.long), masks, boxes_from_masks(masks))
+
+
+def render_biased(n: int, seed: int, bias: float = 0.95) -> BiasedBatch:
+    """:func:`render`'s pictures, each with the cue tag; the tag agrees with the class with probability ``bias``.
+
+    Picture ``i`` is ``render(n, seed)``'s picture ``i`` with a tag in the corner farthest from the
+    object (same object, same clutter, same noise). Whether the tag agrees is drawn from a stream
+    of its own, ``default_rng([seed, index, 2])``, so the same ``seed`` at another ``bias`` gives
+    the same pictures with some tags changed.
+
+    Example:
+        >>> batch = render_biased(1000, seed=0, bias=0.95)
+        >>> round(batch.agrees.float().mean().item(), 2), batch.cue_masks[0].sum().item()
+        (0.95, 64)
+    """
+    if n < 1:
+        raise ValueError(f"n must be at least 1, got {n}.")
+    if not 0.0 <= bias <= 1.0:
+        raise ValueError(f"bias is a probability, in [0, 1]; got {bias}.")
+    labels = [(seed + index) % len(CLASSES) for index in range(n)]
+    cues = [_cue_class(label, bias, np.random.default_rng([seed, index, 2])) for index, label in enumerate(labels)]
+    drawn = [
+        _draw(CLASSES[label], np.random.default_rng([seed, index]), cue=cue)
+        for index, (label, cue) in enumerate(zip(labels, cues))
+    ]
+    pictures = np.stack([picture for picture, _, _ in drawn])
+    masks = torch.from_numpy(np.stack([mask for _, mask, _ in drawn]))
+    cue_masks = torch.from_numpy(np.stack([cue_mask for _, _, cue_mask in drawn]))
+    return BiasedBatch(
+        pictures,
+        torch.tensor(labels, dtype=torch.long),
+        masks,
+        boxes_from_masks(masks),
+        torch.tensor(cues, dtype=torch.long),
+        cue_masks,
+    )
+
+
+def generate_biased(
+    n: int, seed: int, bias: float = 0.95
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(images, labels, masks, cue_masks)`` of :func:`render_biased`, ready for the model.
+
+    ``bias`` is the share of pictures whose tag shows their own class; ``bias=0.2``
+    (:data:`CHANCE_BIAS`) is the fair set, where tag and class are independent.
+
+    Example:
+        >>> images, labels, masks, cue_masks = generate_biased(8, seed=0, bias=0.2)
+        >>> cue_masks.shape, bool((masks & cue_masks).any())
+        (torch.Size([8, 64, 64]), False)
+    """
+    batch = render_biased(n, seed, bias)
+    return batch.images, batch.labels, batch.masks, batch.cue_masks
 
 
 def render_backgrounds(n: int, seed: int) -> np.ndarray:
@@ -172,14 +280,42 @@ def to_rgb(images: torch.Tensor) -> np.ndarray:
     return rgb.round().clamp(0, 255).to(torch.uint8).movedim(-3, -1).numpy()
 
 
-def _draw(shape: str, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """One ``(H, W, 3)`` uint8 picture of ``shape`` and its ``(H, W)`` bool mask."""
+def _draw(shape: str, rng: np.random.Generator, cue: int | None = None):
+    """One ``(H, W, 3)`` uint8 picture of ``shape`` and its ``(H, W)`` bool mask; with a ``cue``
+    class, the picture carries that class's tag and the tag's mask comes third."""
     canvas = _cluttered_background(rng)
-    coverage = _shape_coverage(shape, rng)
+    coverage, centre = _shape_coverage(shape, rng)
     mask = coverage >= 0.5
     colour = _contrasting_colour(canvas[mask].mean(axis=0), rng)
     canvas += coverage[..., None] * (colour - canvas)
-    return _with_noise(canvas, rng), mask
+    if cue is None:
+        return _with_noise(canvas, rng), mask
+    cue_mask = _cue_mask(centre)
+    canvas[cue_mask] = np.where(list(CUE_PATTERNS.values())[cue].reshape(-1, 1), 255.0, 0.0)
+    return _with_noise(canvas, rng), mask, cue_mask
+
+
+def _cue_class(label: int, bias: float, rng: np.random.Generator) -> int:
+    """The tag's class: ``label`` with probability ``bias``, else one of the others, uniformly."""
+    if rng.random() < bias:
+        return label
+    return (label + int(rng.integers(1, len(CLASSES)))) % len(CLASSES)
+
+
+def _cue_mask(centre: np.ndarray) -> np.ndarray:
+    """The ``CUE_SIZE`` square one cell in from the picture's corner farthest from the object's ``centre``.
+
+    One cell in, not in the corner itself: the networks' zero padding dims the corner cell, and a
+    cue there lights up its inner neighbour instead. The object, within 20 pixels of a centre on
+    the other side of the middle, stays at least 22 pixels from the tag.
+    """
+    x, y = centre
+    near, far = CUE_SIZE, IMAGE_SIZE - 2 * CUE_SIZE
+    top = near if y >= IMAGE_SIZE / 2 else far
+    left = near if x >= IMAGE_SIZE / 2 else far
+    cue_mask = np.zeros((IMAGE_SIZE, IMAGE_SIZE), dtype=bool)
+    cue_mask[top : top + CUE_SIZE, left : left + CUE_SIZE] = True
+    return cue_mask
 
 
 def _cluttered_background(rng: np.random.Generator) -> np.ndarray:
@@ -244,8 +380,9 @@ def _random_stroke(rng: np.random.Generator) -> Callable[[ImageDraw.ImageDraw, o
     return lambda pen, fill: pen.arc(box, start, end, fill=fill, width=width)
 
 
-def _shape_coverage(shape: str, rng: np.random.Generator) -> np.ndarray:
-    """Coverage in [0, 1] of one filled ``shape`` at a random size, rotation and position."""
+def _shape_coverage(shape: str, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Coverage in [0, 1] of one filled ``shape`` at a random size, rotation and position, and its
+    centre ``(x, y)`` in pixels (every point of the shape lies within 20 pixels of it)."""
     radius = rng.uniform(*_RADIUS_RANGE)
     margin = radius + 1.0
     centre = rng.uniform(margin, IMAGE_SIZE - margin, size=2)
@@ -259,7 +396,7 @@ def _shape_coverage(shape: str, rng: np.random.Generator) -> np.ndarray:
     else:
         outline = _outline(shape) @ _rotation(rotation).T * radius + centre
         draw.polygon([tuple(p) for p in outline * _SUPERSAMPLE], fill=255)
-    return _downsampled(layer)
+    return _downsampled(layer), centre
 
 
 def _outline(shape: str) -> np.ndarray:

@@ -22,6 +22,15 @@ meets, inside (near 98%). The logits stay exactly ``fc(GAP(layer4))``, so CAM st
   the logits are exactly ``fc(GAP(layer4))``.
 * :class:`ShapesFC`: ``layer4 -> flatten -> fc1 -> ReLU -> fc2``: ``fc1`` sees every cell of every
   channel on its own, so no per-channel weight ``w_k^c`` exists and CAM cannot apply; Grad-CAM can.
+* :class:`ShapesGMP`: ``layer4 -> global max pooling -> fc``, CAM's paper's comparison: the logits
+  are ``fc(GMP(layer4))``, so CAM's ``sum_k w_k A_k`` still applies, but each channel is scored by
+  its single strongest cell only.
+
+The other networks reuse these architectures: ``shapes_shuffled`` (GAP, shuffled labels),
+``shapes_gap_early`` (``shapes_gap``'s own training run, saved after epoch
+:data:`~gradcam_core.shapes.EARLY_EPOCH`), ``shapes_biased`` and ``shapes_debiased`` (GAP, trained
+on :func:`~gradcam_core.shapes.render_biased` pictures whose tag agrees with the class 95% of the
+time, and by chance).
 """
 
 from __future__ import annotations
@@ -40,6 +49,7 @@ __all__ = [
     "ShapesBody",
     "ShapesFC",
     "ShapesGAP",
+    "ShapesGMP",
     "build_network",
     "load_shapes_model",
     "shapes_classifier",
@@ -47,7 +57,15 @@ __all__ = [
 ]
 
 #: The shapes networks' names, as :func:`gradcam_core.load_model` takes them.
-NETWORKS = ("shapes_gap", "shapes_fc", "shapes_shuffled")
+NETWORKS = (
+    "shapes_gap",
+    "shapes_fc",
+    "shapes_shuffled",
+    "shapes_gap_early",
+    "shapes_gmp",
+    "shapes_biased",
+    "shapes_debiased",
+)
 #: The body's stages, early to late; the last is CAM's layer.
 STAGES = ("layer1", "layer2", "layer3", "layer4")
 
@@ -63,10 +81,14 @@ _DESCRIPTIONS = {
     "(CAM does not apply)",
     "shapes_shuffled": "Shapes lab CNN with a GAP head, like shapes_gap, but trained on shuffled labels "
     "(the sanity check's data randomization)",
+    "shapes_gap_early": "Shapes lab CNN with a GAP head: shapes_gap early in its training (a weaker model)",
+    "shapes_gmp": "Shapes lab CNN: the same four conv stages -> global MAX pooling -> one linear layer "
+    "(CAM applies)",
+    "shapes_biased": "Shapes lab CNN with a GAP head, trained on pictures whose corner tag gives the class "
+    "away 95% of the time (a biased data set)",
+    "shapes_debiased": "Shapes lab CNN with a GAP head, trained on the same pictures with the corner tag "
+    "independent of the class (the bias removed)",
 }
-# The head layer named as ``Classifier.fc``: for shapes_fc, the layer that takes the flattened maps,
-# so that CAM's refusal says "this head flattens the feature maps".
-_FC_NAMES = {"shapes_gap": "fc", "shapes_fc": "fc1", "shapes_shuffled": "fc"}
 
 
 def _stage(
@@ -128,14 +150,39 @@ class ShapesFC(ShapesBody):
         return self.fc2(self.relu(self.fc1(self.flatten(self.features(x)))))
 
 
+class ShapesGMP(ShapesBody):
+    """The body, then global MAX pooling and one linear layer ``fc``: CAM's paper's GMP network."""
+
+    def __init__(self, num_classes: int = len(CLASSES)):
+        super().__init__()
+        self.maxpool = nn.AdaptiveMaxPool2d(1)
+        self.fc = nn.Linear(_WIDTHS[-1], num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.flatten(self.maxpool(self.features(x)), 1))
+
+
+# Each network's architecture; every name of NETWORKS has one.
+_ARCHITECTURES: dict[str, type[ShapesBody]] = {
+    "shapes_gap": ShapesGAP,
+    "shapes_fc": ShapesFC,
+    "shapes_shuffled": ShapesGAP,
+    "shapes_gap_early": ShapesGAP,
+    "shapes_gmp": ShapesGMP,
+    "shapes_biased": ShapesGAP,
+    "shapes_debiased": ShapesGAP,
+}
+# The head layer named as ``Classifier.fc``: for shapes_fc, the layer that takes the flattened maps,
+# so that CAM's refusal says "this head flattens the feature maps".
+_FC_NAMES = {ShapesGAP: "fc", ShapesFC: "fc1", ShapesGMP: "fc"}
+
+
 def build_network(name: str) -> ShapesBody:
-    """A freshly initialized shapes network (``"shapes_shuffled"`` is ``"shapes_gap"``'s architecture), from torch's global random state
+    """A freshly initialized shapes network of ``name``'s architecture, from torch's global random state
     (seed it, or fork it as :func:`~gradcam_core.shapes.train` does, for the same weights)."""
-    if name in ("shapes_gap", "shapes_shuffled"):
-        return ShapesGAP()
-    if name == "shapes_fc":
-        return ShapesFC()
-    raise ValueError(f"Unknown shapes network {name!r}; choose one of {', '.join(NETWORKS)}.")
+    if name not in _ARCHITECTURES:
+        raise ValueError(f"Unknown shapes network {name!r}; choose one of {', '.join(NETWORKS)}.")
+    return _ARCHITECTURES[name]()
 
 
 def weights_file(name: str, directory: Path | None = None) -> Path:
@@ -154,7 +201,7 @@ def shapes_classifier(name: str, module: ShapesBody, weights: str) -> Classifier
         categories=list(CLASSES),
         stages=list(STAGES),
         cam_layer=STAGES[-1],
-        fc=_FC_NAMES[name],
+        fc=_FC_NAMES[type(module)],
         input_size=(IMAGE_SIZE, IMAGE_SIZE),
         mean=MEAN,
         std=STD,

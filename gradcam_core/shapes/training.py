@@ -21,12 +21,21 @@ import torch.nn.functional as F
 from ..classifier import Classifier
 from ..explainers import CAM, GradCAM
 from ..metrics import pointing_game_hits
-from .data import CLASSES, render, render_backgrounds, to_tensor
-from .networks import ShapesGAP, build_network, shapes_classifier
+from .data import (
+    CHANCE_BIAS,
+    CLASSES,
+    render,
+    render_backgrounds,
+    render_biased,
+    to_tensor,
+)
+from .networks import NETWORKS, ShapesFC, build_network, shapes_classifier
 
 __all__ = [
+    "BIASES",
     "DEFAULT_EPOCHS",
     "DEFAULT_TRAIN_SIZE",
+    "EARLY_EPOCH",
     "VALIDATION_SEED",
     "EpochCallback",
     "held_out_metrics",
@@ -40,6 +49,13 @@ VALIDATION_SEED = 1_000_001
 #: points into the object about as often, depending on the seed.
 DEFAULT_EPOCHS = 8
 DEFAULT_TRAIN_SIZE = 4000
+
+#: The share of training pictures whose cue tag shows their class, for the networks trained on
+#: :func:`~gradcam_core.shapes.render_biased` pictures: the biased set, and the fix (chance).
+BIASES = {"shapes_biased": 0.95, "shapes_debiased": CHANCE_BIAS}
+#: ``shapes_gap_early`` is ``shapes_gap``'s training run after this epoch (of the command line's 12):
+#: about 80% accurate where the finished network is 99%.
+EARLY_EPOCH = 4
 
 #: ``on_epoch(epoch, classifier, metrics)``, called after each epoch (``epoch`` counts from 1).
 EpochCallback = Callable[[int, Classifier, dict[str, float]], None]
@@ -65,11 +81,14 @@ def train(
     on_batch: Callable[[int, int], None] | None = None,
     n_validation: int = 500,
 ) -> Classifier:
-    """Train a fresh ``"shapes_gap"``, ``"shapes_fc"`` or ``"shapes_shuffled"`` and return it in eval mode.
+    """Train a fresh shapes network of :data:`~gradcam_core.shapes.NETWORKS` and return it in eval mode.
 
     ``"shapes_shuffled"`` is the GAP network trained on the same pictures with their labels shuffled
     (a fixed permutation drawn from ``seed``): the data randomization test of Adebayo et al. 2018.
-    Whatever it learns, it cannot be where the shape is.
+    Whatever it learns, it cannot be where the shape is. ``"shapes_biased"`` and
+    ``"shapes_debiased"`` learn from the same pictures with a cue tag (:data:`BIASES`).
+    ``"shapes_gap_early"`` is not trained on its own: it is ``"shapes_gap"`` after
+    :data:`EARLY_EPOCH` epochs, which ``on_epoch`` can save.
 
     AdamW with a warm-up then cosine learning rate (:func:`warmup_cosine`), batches of 32 drawn
     by a ``torch.Generator`` seeded with ``seed``; the initial weights come from ``seed`` too, and
@@ -79,7 +98,7 @@ def train(
     weights.
 
     Args:
-        name: ``"shapes_gap"``, ``"shapes_fc"`` or ``"shapes_shuffled"``.
+        name: one of :data:`~gradcam_core.shapes.NETWORKS` but ``"shapes_gap_early"``.
         epochs: passes over the training pictures.
         n_train: training pictures with an object, rendered with ``render(n_train, seed)``; a
             further ``n_train / 5`` pictures of clutter alone come from ``render_backgrounds``.
@@ -87,8 +106,9 @@ def train(
             the pictures stay apart from the held-out ones).
         on_epoch: called after each epoch as ``on_epoch(epoch, classifier, metrics)``, the
             classifier in eval mode; ``metrics`` holds ``"loss"`` (mean training loss of the epoch),
-            ``"accuracy"`` and ``"pointing_game"`` (on ``n_validation`` held-out pictures, CAM at
-            ``layer4`` for shapes_gap, Grad-CAM there for shapes_fc) and ``"seconds"`` since the
+            ``"accuracy"`` and ``"pointing_game"`` (on ``n_validation`` held-out pictures, with
+            tags by chance for the networks of :data:`BIASES`; CAM at
+            ``layer4`` where it applies, Grad-CAM there for shapes_fc) and ``"seconds"`` since the
             start. The classifier keeps training afterwards: ``copy.deepcopy`` it to keep a snapshot.
         on_batch: called after each batch as ``on_batch(batches_done, batches_total)``, for a
             progress bar.
@@ -98,14 +118,25 @@ def train(
         >>> curve = []
         >>> clf = train("shapes_gap", on_epoch=lambda epoch, clf, m: curve.append(m["pointing_game"]))
     """
+    if name not in NETWORKS or name == "shapes_gap_early":
+        trainable = [n for n in NETWORKS if n != "shapes_gap_early"]
+        raise ValueError(
+            f"Cannot train {name!r}; choose one of {', '.join(trainable)} (shapes_gap_early is shapes_gap "
+            f"after epoch {EARLY_EPOCH}: save it from on_epoch)."
+        )
     start = time.perf_counter()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         module = build_network(name)
     classifier = shapes_classifier(name, module, f"trained from scratch (seed {seed})")
 
-    images, targets = _training_set(n_train, seed, shuffle_labels=name == "shapes_shuffled")
-    held_out = render(n_validation, VALIDATION_SEED) if on_epoch else None
+    images, targets = _training_set(name, n_train, seed)
+    # The networks that learn from tagged pictures are scored on the fair set: tags by chance.
+    held_out = (
+        (render_biased(n_validation, VALIDATION_SEED, CHANCE_BIAS) if name in BIASES else render(n_validation, VALIDATION_SEED))
+        if on_epoch
+        else None
+    )
     # Channels-last convolutions run about a quarter faster on CPU; the weights return to the
     # default layout at the end.
     module.to(memory_format=torch.channels_last)
@@ -163,12 +194,12 @@ def held_out_metrics(
     """``{"accuracy", "pointing_game"}`` of an eval-mode shapes classifier on pictures it never saw.
 
     The pointing game explains each picture's true class with CAM at ``cam_layer`` where CAM
-    applies (shapes_gap), with Grad-CAM at the same layer otherwise (shapes_fc).
+    applies (a GAP or GMP head), with Grad-CAM at the same layer otherwise (shapes_fc).
     """
     explainer = (
-        CAM(classifier.module, layer=classifier.cam_layer, fc=classifier.fc)
-        if isinstance(classifier.module, ShapesGAP)
-        else GradCAM(classifier.module, layers=[classifier.cam_layer])
+        GradCAM(classifier.module, layers=[classifier.cam_layer])
+        if isinstance(classifier.module, ShapesFC)
+        else CAM(classifier.module, layer=classifier.cam_layer, fc=classifier.fc)
     )
     result = explainer(images, target=labels)
     return {
@@ -177,15 +208,16 @@ def held_out_metrics(
     }
 
 
-def _training_set(n_train: int, seed: int, shuffle_labels: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """Pictures and one-hot targets: ``n_train`` shapes, then clutter alone with all-zero targets.
+def _training_set(name: str, n_train: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``name``'s pictures and one-hot targets: ``n_train`` shapes, then clutter alone with all-zero targets.
 
-    With ``shuffle_labels`` the shapes' labels are permuted (seeded by ``seed``), so that a label
-    says nothing about its picture.
+    For ``shapes_shuffled`` the shapes' labels are permuted (seeded by ``seed``), so that a label
+    says nothing about its picture; the networks of :data:`BIASES` see the pictures with their tag
+    (the clutter alone has none, so a tag is a sign that some shape is there, but not which).
     """
-    shapes = render(n_train, seed)
+    shapes = render_biased(n_train, seed, BIASES[name]) if name in BIASES else render(n_train, seed)
     labels = shapes.labels
-    if shuffle_labels:
+    if name == "shapes_shuffled":
         labels = labels[torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))]
     backgrounds = to_tensor(render_backgrounds(max(1, round(n_train * _BACKGROUND_SHARE)), seed))
     images = torch.cat([shapes.images, backgrounds])

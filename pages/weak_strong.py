@@ -1,0 +1,152 @@
+"""Weak or strong model? The Grad-CAM paper's trust experiment: two models, one answer, which one to trust."""
+
+import random
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+from PIL import Image
+
+import gradcam_core as gc
+from ui import resources, shapes_view, widgets
+from ui.source import show_code
+
+#: Pair -> (weaker, stronger) model.
+PAIRS = {
+    "Shapes: early in training vs fully trained": ("shapes_gap_early", "shapes_gap"),
+    "ImageNet: EfficientNet-Lite0 vs EfficientNet-Lite2": ("efficientnet_lite0", "efficientnet_lite2"),
+}
+METHODS = {"grad_cam": "Grad-CAM", "guided_grad_cam": "Guided Grad-CAM (the paper's)"}
+CHOICES = {"Model A": "A", "Model B": "B", "I cannot tell them apart": "unsure"}
+QUESTION = "weak_vs_strong"
+HELD_OUT = 500
+
+
+def agreed_pictures(pair: tuple[str, str]) -> list[tuple[str, np.ndarray, object, int]]:
+    """(image id, picture, what to give each model, the class both name) where both models are right."""
+    weaker, stronger = (resources.classifier(name) for name in pair)
+    if weaker.name.startswith("shapes"):
+        batch = resources.held_out_shapes(HELD_OUT)
+        predictions = [resources.shapes_mistakes(name, HELD_OUT, resources.classifier(name))[1].argmax(dim=1)
+                       for name in pair]
+        agree = ((predictions[0] == batch.labels) & (predictions[1] == batch.labels)).nonzero()[:, 0].tolist()
+        return [(f"held-out-{i}", batch.pictures[i], batch.pictures[i], int(batch.labels[i])) for i in agree]
+    pictures = []
+    for path, right in gc.evaluation.photo_labels(weaker.categories).items():
+        data = path.read_bytes()
+        image = gc.load_image(data)
+        image.thumbnail((widgets.DISPLAY_SIDE, widgets.DISPLAY_SIDE), Image.LANCZOS)
+        image_id = resources.digest(data)
+        tops = [int(resources.probabilities(name, image_id, clf, clf.preprocess(image)).argmax())
+                for name, clf in zip(pair, (weaker, stronger))]
+        if tops[0] == tops[1] and tops[0] in right:
+            pictures.append((image_id, np.asarray(image), image, tops[0]))
+    return pictures
+
+
+def explained(model: str, image_id: str, picture, source, target: int, method: str) -> np.ndarray:
+    clf = resources.classifier(model)
+    x = clf.preprocess(source)
+    m = resources.explanation((method,), model, image_id, (clf.cam_layer,), target, None, clf, x)[method].maps[clf.cam_layer]
+    shown = shapes_view.enlarged(picture) if model.startswith("shapes") else picture
+    if m.dim() == 4:  # Guided Grad-CAM: a picture in pixel space
+        rgb = gc.to_image(m[0])
+        return np.asarray(Image.fromarray(rgb).resize(shown.shape[1::-1], Image.NEAREST if model.startswith("shapes")
+                                                       else Image.BILINEAR))
+    return gc.overlay(shown, m[0], "jet", 0.5)
+
+
+def reveal_ui(pair: tuple[str, str], order: list[str], answer: str) -> None:
+    weaker, stronger = pair
+    for letter, model in zip("AB", order):
+        clf = resources.classifier(model)
+        if model.startswith("shapes"):
+            wrong, _ = resources.shapes_mistakes(model, HELD_OUT, clf)
+            accuracy = f"{1 - len(wrong) / HELD_OUT:.1%} right on {HELD_OUT} held-out pictures"
+        else:
+            accuracy = clf.description.rsplit("(", 1)[-1].rstrip(")")
+        strength = "the stronger" if model == stronger else "the weaker"
+        st.markdown(f"**Model {letter}** was `{model}`, {strength} model: {accuracy}.")
+    picked = dict(zip("AB", order)).get(answer)
+    if picked == stronger:
+        st.success("You trusted the stronger model.")
+    elif picked == weaker:
+        st.warning("You trusted the weaker model. Look again: whose map covers the whole object?")
+    else:
+        st.info("You could not tell them apart on this picture. Try another.")
+
+
+def class_results_ui() -> None:
+    store, problem = resources.class_tally()
+    if store is None:
+        st.warning(problem)
+        return
+    answers = store.answers(QUESTION)
+    if not answers:
+        st.caption("No answers in the class tally yet.")
+        return
+    table = pd.DataFrame([{"pair": a.detail.split("|")[0], "trusted": {"stronger": "the stronger model",
+                           "weaker": "the weaker model"}.get(a.choice, "could not tell")} for a in answers])
+    counts = table.groupby(["pair", "trusted"]).size().unstack(fill_value=0)
+    st.markdown(f"**The class so far** ({len(answers)} answers):")
+    st.dataframe(counts, width="stretch")
+
+
+selection = widgets.sidebar()
+st.title("Weak or strong model?")
+st.markdown(
+    "Two networks give the same, right answer. Can their maps tell you which one to trust? In the Grad-CAM paper "
+    "(Section 5.3) people saw the visualizations of AlexNet and of the more accurate VGG-16 on pictures both "
+    "classified right, and rated VGG-16 as more reliable (by +1.27 on a scale from -2 to +2 with Guided "
+    "Grad-CAM, +1.00 with Guided Backprop), without being told which was which. **Look for** a map that covers "
+    "the object and nothing else."
+)
+left, right = st.columns(2)
+pair_name = left.radio("Which two models", list(PAIRS), key="trust_pair")
+method = right.radio("Visualization", list(METHODS), format_func=METHODS.get, key="trust_method", horizontal=True)
+pair = PAIRS[pair_name]
+pictures = agreed_pictures(pair)
+if not pictures:
+    st.warning("The two models agree on no picture here.")
+    st.stop()
+number = st.session_state.setdefault(f"trust_picture:{pair_name}", 0) % len(pictures)
+if st.button("Another picture", key="trust_next"):
+    number = st.session_state[f"trust_picture:{pair_name}"] = (number + 1) % len(pictures)
+image_id, picture, source, target = pictures[number]
+order = list(pair)
+random.Random(image_id).shuffle(order)  # the same hidden order for everyone who sees this picture
+clf = resources.classifier(pair[1])
+st.caption(f"Picture {number + 1} of {len(pictures)} that both models classify right, as "
+           f"**{clf.categories[target]}**. Both maps explain that class.")
+columns = st.columns(2)
+for column, letter, model in zip(columns, "AB", order):
+    column.image(explained(model, image_id, picture, source, target, method), caption=f"Model {letter}",
+                 width="stretch")
+
+key = f"{pair_name}|{image_id}|{method}"
+answered = st.session_state.setdefault("trust_answers", {})
+with st.form("trust_form"):
+    choice = st.radio("Which model would you trust more?", list(CHOICES), index=None, horizontal=True, key="trust_choice")
+    if st.form_submit_button("Answer", type="primary") and choice:
+        answer = CHOICES[choice]
+        answered[key] = answer
+        picked = dict(zip("AB", order)).get(answer)
+        verdict = "stronger" if picked == pair[1] else "weaker" if picked == pair[0] else "unsure"
+        store, problem = resources.class_tally()
+        if store is not None:
+            store.record(QUESTION, verdict, resources.session_id(), correct=None if verdict == "unsure" else
+                         verdict == "stronger", detail=f"{pair_name}|{method}|{image_id}")
+        else:
+            st.warning(problem)
+if key in answered:
+    reveal_ui(pair, order, answered[key])
+    class_results_ui()
+else:
+    st.caption("Answer to see which model is which, and how the class answered.")
+
+show_code(
+    f"weaker, stronger = gc.load_model('{pair[0]}'), gc.load_model('{pair[1]}')\n"
+    f"maps = [gc.explain(m.module, m.preprocess(picture), target={target}, layers=[m.cam_layer], "
+    f"methods=['{method}'])['{method}'] for m in (weaker, stronger)]",
+    gc.GuidedGradCAM if method == "guided_grad_cam" else gc.GradCAM,
+)
