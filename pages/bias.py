@@ -2,6 +2,7 @@
 
 import pandas as pd
 import streamlit as st
+import torch
 
 import gradcam_core as gc
 from gradcam_core import metrics, shapes
@@ -19,17 +20,11 @@ def training_set_ui() -> None:
     pictures = [(f"{shapes.CLASSES[int(label)]}, tag: {shapes.CLASSES[int(cue)]}", shapes_view.enlarged(picture, 128))
                 for picture, label, cue in zip(batch.pictures, batch.labels, batch.cues)]
     figures.show_grid(pictures, columns=5, filename="biased_training_pictures.png")
-    tags = [(f"{name} -> {shapes.CLASSES[k]}", figures.colorize(pattern.float(), "gray"))
-            for k, (name, pattern) in enumerate(zip(shapes.CUE_PATTERNS, map(_as_tensor, shapes.CUE_PATTERNS.values())))]
+    tags = [(f"{name} -> {shapes.CLASSES[k]}", figures.colorize(torch.from_numpy(pattern).float(), "gray"))
+            for k, (name, pattern) in enumerate(shapes.CUE_PATTERNS.items())]
     st.caption("The five tags, and the class each goes with in the biased training set:")
     for column, (caption, rgb) in zip(st.columns(len(tags)), tags):
         column.image(rgb, caption=caption, width=96)
-
-
-def _as_tensor(pattern):
-    import torch
-
-    return torch.from_numpy(pattern)
 
 
 def picture_ui() -> tuple[int, float]:
@@ -111,7 +106,7 @@ st.markdown("Choose a picture, and whether its tag tells the truth. Which networ
 seed, bias = picture_ui()
 maps_ui(selection, seed, bias)
 
-st.subheader("4 · Measured on 1000 pictures")
+st.subheader(f"4 · Measured on {EVALUATION_PICTURES} pictures per test set")
 measurement_ui(rows)
 st.success(
     f"`shapes_biased` follows a lying tag {biased_fair.follows_cue:.0%} of the time, and its map's peak is on the tag "

@@ -3,6 +3,7 @@
 import streamlit as st
 
 import gradcam_core as gc
+from gradcam_core import shapes
 from ui import resources, widgets
 
 
@@ -56,6 +57,14 @@ with left:
     st.page_link("pages/compare.py", label="5 · CAM vs Grad-CAM: the same map, where both apply", icon=":material/compare:")
     st.page_link("pages/shapes_lab.py", label="6 · Train a GAP network and watch it learn where", icon=":material/school:")
     st.page_link("pages/gallery.py", label="7 · Every method side by side: the gallery", icon=":material/view_module:")
+    st.page_link("pages/trust.py", label="8 · Which map to trust? Faithfulness and sanity checks", icon=":material/verified:")
+    st.caption("DIAGNOSE: what the maps are for, after the Grad-CAM paper's second half")
+    st.page_link("pages/bias.py", label="9 · Catch a network that learned a shortcut", icon=":material/search:")
+    st.page_link("pages/adversarial.py", label="10 · Fool a network, and see Grad-CAM still find the object",
+                 icon=":material/bug_report:")
+    st.page_link("pages/failures.py", label="11 · Judge a network's mistakes", icon=":material/report:")
+    st.page_link("pages/weak_strong.py", label="12 · Tell the stronger of two models by their maps",
+                 icon=":material/fitness_center:")
     st.markdown(
         """
 **For a class:** start with the bulldog-and-cat picture. On page 3, compare `layer1` (edges and
@@ -65,7 +74,8 @@ background everywhere) with `layer4` (on the animal); on page 4, switch the clas
     )
 with right:
     st.subheader("Models")
-    st.success("**EfficientNet-Lite0** is ready: its ImageNet weights come with pip, no network needed.")
+    st.success("**EfficientNet-Lite0 and Lite2** are ready: their ImageNet weights come with pip, no network needed.")
     download_ui()
-    st.success("**Shapes networks** (GAP and MLP heads) are ready: trained here, shipped in `assets/models/`.")
+    st.success(f"**{len(shapes.NETWORKS)} shapes networks** (average pooling, MLP and max pooling heads; biased "
+               "and early checkpoints) are ready: trained here, shipped in `assets/models/`.")
     st.caption(f"Now explaining with: {selection.clf.description}.")

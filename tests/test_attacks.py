@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 import gradcam_core as gc
-from gradcam_core import attacks
+from gradcam_core import attacks, shapes
 
 SIDE = 2
 PIXELS = 3 * SIDE * SIDE
@@ -63,7 +63,7 @@ def test_a_targeted_attack_reaches_the_target_not_just_another_class():
 
 def test_the_budget_holds_in_pixel_space_whatever_the_normalization():
     clf = gc.load_model("shapes_gap")
-    batch = gc.shapes.render(4, seed=11)
+    batch = shapes.render(4, seed=11)
     for attack in (lambda: attacks.fgsm(clf, batch.images, batch.labels, epsilon=3 / 255),
                    lambda: attacks.pgd(clf, batch.images, batch.labels, epsilon=3 / 255, steps=5)):
         pixels = attacks.to_pixels(clf, attack())
@@ -74,13 +74,13 @@ def test_the_budget_holds_in_pixel_space_whatever_the_normalization():
 
 def test_pixels_round_trip_through_the_normalization():
     clf = gc.load_model("shapes_gap", pretrained=False)
-    x = gc.shapes.render(1, seed=0).images
+    x = shapes.render(1, seed=0).images
     torch.testing.assert_close(attacks.from_pixels(clf, attacks.to_pixels(clf, x)), x)
 
 
 def test_stopping_at_the_flip_changes_less_and_still_flips():
     clf = gc.load_model("shapes_gap")
-    batch = gc.shapes.render(20, seed=12)
+    batch = shapes.render(20, seed=12)
     full = attacks.pgd(clf, batch.images, batch.labels, epsilon=8 / 255, steps=10)
     early = attacks.pgd(clf, batch.images, batch.labels, epsilon=8 / 255, steps=10, stop_when_flipped=True)
     flipped = clf.predict(early).argmax(dim=1) != batch.labels
@@ -93,7 +93,7 @@ def test_stopping_at_the_flip_changes_less_and_still_flips():
 
 def test_each_sample_is_attacked_on_its_own():
     clf = gc.load_model("shapes_gap")
-    batch = gc.shapes.render(3, seed=13)
+    batch = shapes.render(3, seed=13)
     together = attacks.pgd(clf, batch.images, batch.labels, epsilon=2 / 255, steps=3)
     alone = attacks.pgd(clf, batch.images[1:2], batch.labels[1:2], epsilon=2 / 255, steps=3)
     torch.testing.assert_close(together[1:2], alone)
@@ -103,7 +103,7 @@ def test_the_model_is_left_exactly_as_it_was():
     clf = gc.load_model("shapes_gap")
     clf.module.train()
     before = {k: v.clone() for k, v in clf.module.state_dict().items()}
-    attacks.pgd(clf, gc.shapes.render(2, seed=14).images, 0, epsilon=2 / 255, steps=2)
+    attacks.pgd(clf, shapes.render(2, seed=14).images, 0, epsilon=2 / 255, steps=2)
     assert clf.module.training and all(m.training for m in clf.module.modules())
     for key, value in clf.module.state_dict().items():
         assert torch.equal(value, before[key]), key  # BatchNorm's running statistics included
@@ -120,14 +120,14 @@ def test_a_raising_progress_callback_stops_the_attack_and_leaves_no_hook():
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        attacks.pgd(clf, gc.shapes.render(1, seed=15).images, 0, steps=5, progress=cancel)
+        attacks.pgd(clf, shapes.render(1, seed=15).images, 0, steps=5, progress=cancel)
     assert calls == [1]
     assert not any(m._forward_hooks for m in clf.module.modules())
 
 
 def test_bad_arguments_are_refused_with_a_reason():
     clf = gc.load_model("shapes_gap", pretrained=False)
-    x = gc.shapes.render(2, seed=0).images
+    x = shapes.render(2, seed=0).images
     with pytest.raises(ValueError, match="epsilon >= 0 and steps >= 1"):
         attacks.pgd(clf, x, 0, steps=0)
     with pytest.raises(ValueError, match="one per sample"):
@@ -136,7 +136,7 @@ def test_bad_arguments_are_refused_with_a_reason():
 
 def test_attack_and_explain_gives_maps_before_and_after():
     clf = gc.load_model("shapes_gap")
-    batch = gc.shapes.render(6, seed=16)
+    batch = shapes.render(6, seed=16)
     outcome = attacks.attack_and_explain(clf, batch.images, batch.labels, epsilon=6 / 255, steps=10,
                                          stop_when_flipped=True)
     assert outcome.adversarial.shape == batch.images.shape

@@ -70,24 +70,26 @@ class CAM(LayerExplainer):
                 f"{'flattens the feature maps' if fc_in == a[0].numel() else 'has other layers'} "
                 "instead of averaging each channel. Use GradCAM, which works with any head."
             )
-        with torch.no_grad():
-            pooled = {name: self.fc(pool(a)) for name, pool in _POOLINGS.items()}
-        expected = pooled["global average pooling"]
-        if expected.shape != logits.shape:
-            raise ValueError(
-                f"CAM needs the logits to be {self.fc_name}(GAP({self.layer})), but "
-                f"{self.fc_name!r} gives {expected.shape[1]} outputs and the model "
-                f"{logits.shape[1]}: there are other layers between {self.fc_name!r} and the "
-                "output. Use GradCAM, which works with any head."
-            )
         scale = _HEAD_TOLERANCE * max(1.0, logits.abs().max().item())
-        gaps = {name: (out - logits).abs().max().item() for name, out in pooled.items()}
-        if min(gaps.values()) > scale:
-            raise ValueError(
-                f"CAM needs the logits to be {self.fc_name}(GAP({self.layer})) (or GMP), but they "
-                f"differ from it by up to {gaps['global average pooling']:.3g}: there are other layers "
-                f"between {self.layer!r} and the output. Use GradCAM, which works with any head."
-            )
+        gaps = {}
+        for name, pool in _POOLINGS.items():  # the average first: most heads need no second try
+            with torch.no_grad():
+                pooled = self.fc(pool(a))
+            if pooled.shape != logits.shape:
+                raise ValueError(
+                    f"CAM needs the logits to be {self.fc_name}(GAP({self.layer})), but "
+                    f"{self.fc_name!r} gives {pooled.shape[1]} outputs and the model "
+                    f"{logits.shape[1]}: there are other layers between {self.fc_name!r} and the "
+                    "output. Use GradCAM, which works with any head."
+                )
+            gaps[name] = (pooled - logits).abs().max().item()
+            if gaps[name] <= scale:
+                return
+        raise ValueError(
+            f"CAM needs the logits to be {self.fc_name}(GAP({self.layer})) (or GMP), but they "
+            f"differ from it by up to {gaps['global average pooling']:.3g}: there are other layers "
+            f"between {self.layer!r} and the output. Use GradCAM, which works with any head."
+        )
 
 
 def _last_linear(model: nn.Module) -> str:

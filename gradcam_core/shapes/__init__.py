@@ -1,8 +1,10 @@
-"""The shapes lab: a synthetic data set whose objects' masks and boxes are known, two small CNNs
+"""The shapes lab: a synthetic data set whose objects' masks and boxes are known, small CNNs
 trained on its labels alone, and the measure of how well their CAM and Grad-CAM find the objects.
 
 CAM's claim (Zhou et al. 2016) is that a network trained only on image labels learns *where* the
-objects are. Here that is checked on a laptop CPU, against ground truth:
+objects are. Here that is checked on a laptop CPU, against ground truth. The biased variant
+(:func:`render_biased`, a tag that gives the class away) and the networks trained on it
+(``shapes_biased``, ``shapes_debiased``) let the Grad-CAM paper's bias lesson be checked the same way.
 
 Example:
     >>> import gradcam_core as gc

@@ -11,15 +11,17 @@ from pathlib import Path
 import torch
 
 from ..classifier import Classifier
-from .data import render
+from .data import CHANCE_BIAS, render, render_biased
 from .evaluation import (
     EVALUATION_SEED,
+    bias_table,
     centre_baseline,
+    evaluate_bias,
     evaluate_network,
     markdown_table,
 )
 from .networks import NETWORKS, load_shapes_model, weights_file
-from .training import EARLY_EPOCH, VALIDATION_SEED, train
+from .training import BIASES, EARLY_EPOCH, VALIDATION_SEED, train
 
 # Every network but shapes_gap_early, which is a checkpoint of shapes_gap's run.
 TRAINABLE = tuple(name for name in NETWORKS if name != "shapes_gap_early")
@@ -39,7 +41,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m gradcam_core.shapes",
-        description="The shapes lab: train the two shapes networks from scratch, or measure how "
+        description="The shapes lab: train the shapes networks from scratch, or measure how "
         "well CAM and Grad-CAM localize the objects of held-out pictures.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="{train,evaluate}")
@@ -86,11 +88,13 @@ def _parser() -> argparse.ArgumentParser:
 
     evaluation = commands.add_parser(
         "evaluate",
-        help="print accuracy, pointing game and box IoU > 0.5 rates as a Markdown table",
-        description="Score both networks on held-out pictures: accuracy; the pointing game and the "
-        "Grad-CAM paper's box IoU > 0.5 rate (boxes at its 15% threshold, and at 50%) for CAM at the "
-        "last stage (where it applies) and for Grad-CAM at every stage, explaining the true class; "
-        "beside a centre-point / centre-box baseline.",
+        help="print accuracy and localization as a Markdown table, then the biased networks' table",
+        description="Score every network on held-out pictures: accuracy; the pointing game, the "
+        "Grad-CAM paper's box IoU > 0.5 rate (boxes at its 15% threshold, and at 50%), mask IoU, the share "
+        "of the object covered and of the map's mass on it, for CAM at the last stage (where it applies) and "
+        "for Grad-CAM at every stage, explaining the true class, beside a centre-point / centre-box baseline. "
+        "Then the biased-data networks on tagged pictures: accuracy, how often a lying tag wins, and where "
+        "Grad-CAM for the predicted class looks (the tag or the object).",
     )
     evaluation.add_argument("--n", type=int, default=1000, help="held-out pictures (default: 1000)")
     evaluation.add_argument(
@@ -142,6 +146,13 @@ def _evaluate(args: argparse.Namespace) -> int:
         evaluate_network(load_shapes_model(name, weights_dir=args.weights), batch) for name in NETWORKS
     ]
     print(markdown_table(evaluations, centre_baseline(batch), args.n))
+    test_sets = {f"tagged like its training set ({BIASES['shapes_biased']:.0%})": BIASES["shapes_biased"],
+                 "fair (tag by chance)": CHANCE_BIAS}
+    tagged = {name: render_biased(args.n, args.seed, bias) for name, bias in test_sets.items()}
+    rows = [evaluate_bias(load_shapes_model(network, weights_dir=args.weights), batch, name)
+            for network in BIASES for name, batch in tagged.items()]
+    print()
+    print(bias_table(rows, next(iter(tagged.values()))))
     return 0
 
 

@@ -21,8 +21,8 @@ Shapes are drawn at 4x and box-filtered down, so their edges are antialiased; th
 pixels at least half covered by the object.
 
 **The biased variant** (:func:`render_biased`) adds a spurious cue, as a watermark in a photo
-collection: an 8x8 black-and-white tag in the corner farthest from the object, drawn before the
-noise (one cell in from the corner, see ``_cue_mask``). Its pattern is one of five, one per class (:data:`CUE_PATTERNS`), and with probability
+collection: an 8x8 black-and-white tag near the corner farthest from the object, drawn before the
+noise. Its pattern is one of five, one per class (:data:`CUE_PATTERNS`), and with probability
 ``bias`` it is the pattern of the picture's own class, otherwise one of the four others at
 random. ``bias=0.2`` (one in five) makes the cue independent of the class: the fair set. The tag
 fills one cell of the networks' 8x8 last layer exactly, and never touches the object, so its

@@ -1,12 +1,13 @@
 """Scoring the shapes networks: accuracy, and how well their maps find the object.
 
 Each map explains the picture's true class and is scored by the protocols of
-:mod:`gradcam_core.metrics`: the pointing game, the Grad-CAM paper's box IoU > 0.5 with its
-threshold of 15% of the map's maximum, the mask IoU of the region above half the maximum, and
-the share of the map's mass on the object (Score-CAM's energy-based pointing game). That threshold was chosen for ImageNet, whose objects
-often fill the picture; here an 8x8 map upsampled 8 times spreads past the object, and 15% gives
-boxes about half again too wide, so the rate at a 50% threshold is reported beside it. Beside
-them, baselines that never look at the picture: the centre point, and a centred box of the
+:mod:`gradcam_core.metrics`: the pointing game; the Grad-CAM paper's box IoU > 0.5 with its
+threshold of 15% of the map's maximum; the mask IoU of the region above half the maximum, and
+the share of the object in that region; and the share of the map's mass on the object
+(Score-CAM's energy-based pointing game). The 15% threshold was chosen for ImageNet, whose
+objects often fill the picture; here an 8x8 map upsampled 8 times spreads past the object, and
+15% gives boxes about half again too wide, so the rate at a 50% threshold is reported beside it.
+Beside them, baselines that never look at the picture: the centre point, and a centred box of the
 ground-truth boxes' mean size.
 
 :func:`evaluate_bias` scores the biased-data networks on :func:`~gradcam_core.shapes.render_biased`

@@ -1,4 +1,4 @@
-"""The two shapes networks: one convolutional body, two heads.
+"""The shapes networks: one convolutional body, three heads (average pooling, flatten-MLP, max pooling).
 
 The body has four stages, named as on the ImageNet models so that every lesson can say
 ``layer1`` .. ``layer4``. For a 64x64 picture:
@@ -104,7 +104,7 @@ def _stage(
 
 
 class ShapesBody(nn.Module):
-    """The convolutional body both networks share: ``layer1`` .. ``layer4`` (see the module's table)."""
+    """The convolutional body every shapes network shares: ``layer1`` .. ``layer4`` (see the module's table)."""
 
     def __init__(self):
         super().__init__()

@@ -132,11 +132,13 @@ def train(
 
     images, targets = _training_set(name, n_train, seed)
     # The networks that learn from tagged pictures are scored on the fair set: tags by chance.
-    held_out = (
-        (render_biased(n_validation, VALIDATION_SEED, CHANCE_BIAS) if name in BIASES else render(n_validation, VALIDATION_SEED))
-        if on_epoch
-        else None
-    )
+    held_out = None
+    if on_epoch:
+        held_out = (
+            render_biased(n_validation, VALIDATION_SEED, CHANCE_BIAS)
+            if name in BIASES
+            else render(n_validation, VALIDATION_SEED)
+        )
     # Channels-last convolutions run about a quarter faster on CPU; the weights return to the
     # default layout at the end.
     module.to(memory_format=torch.channels_last)
