@@ -228,8 +228,9 @@ def attack_main(argv: list[str]) -> int:
         prog="python -m gradcam_core attack",
         description="Attack a model with PGD (L-infinity, in pixel space) away from each picture's class (the true "
         "class of held-out shapes pictures, the top-1 of the sample photos), and print one Markdown table: how often "
-        "the prediction flips, how well the original class's Grad-CAM map survives (its correlation with the map "
-        "before the attack), and on shapes the pointing game of the original and of the new class.",
+        "the prediction flips (of the pictures classified right before), and, over the pictures that flipped, how "
+        "well the original class's Grad-CAM map survives (its correlation with the map before the attack) and on "
+        "shapes the pointing game of the original and of the new class.",
     )
     parser.add_argument("--model", default="efficientnet_lite0", choices=MODELS)
     parser.add_argument("--n", type=int, default=500, help="held-out pictures for a shapes network (default: 500)")
@@ -246,8 +247,8 @@ def attack_main(argv: list[str]) -> int:
     located = data.masks is not None
     print(f"{classifier.description}; {data.description}; PGD, {args.steps} steps; "
           f"Grad-CAM at {classifier.cam_layer}.\n")
-    header = ["budget", "PGD runs", "flipped", "original class's map: correlation before/after (median)",
-              "its map erased"]
+    header = ["budget", "PGD runs", "right before", "flipped", "of those flipped: the original class's map, "
+              "correlation before/after (median)", "its map erased"]
     if located:
         header += ["pointing game, original class: before", "after", "new class, after"]
     print("| " + " | ".join(header) + " |")
@@ -255,13 +256,16 @@ def attack_main(argv: list[str]) -> int:
     for levels in epsilons:
         for stop in (True, False):
             outcome = _attack_in_chunks(classifier, data, levels, args.steps, stop)
-            correlations = np.array(outcome.label_correlations())
-            row = [f"{levels}/255", "until it flips" if stop else "all steps",
-                   f"{outcome.flipped.float().mean().item():.1%}",
+            right = outcome.clean_probabilities.argmax(dim=1) == outcome.labels
+            flipped = right & outcome.flipped
+            correlations = np.array(outcome.label_correlations())[flipped.numpy()]
+            row = [f"{levels}/255", "until it flips" if stop else "all steps", str(int(right.sum())),
+                   f"{flipped.sum().item() / max(1, right.sum().item()):.1%}",
                    f"{np.nanmedian(correlations):.2f}" if not np.isnan(correlations).all() else "-",
-                   f"{np.isnan(correlations).mean():.1%}"]
+                   f"{np.isnan(correlations).mean():.1%}" if len(correlations) else "-"]
             if located:
-                row += [f"{metrics.pointing_game_hits(m, data.masks).float().mean().item():.1%}"
+                row += [f"{metrics.pointing_game_hits(m[flipped], data.masks[flipped]).float().mean().item():.1%}"
+                        if flipped.any() else "-"
                         for m in (outcome.label_clean, outcome.label_attacked, outcome.new_attacked)]
             print("| " + " | ".join(row) + " |", flush=True)
     return 0

@@ -12,14 +12,15 @@ from ui import figures, resources, shapes_view, widgets
 from ui.source import show_code
 
 
-def settings_ui(selection: widgets.Selection) -> tuple[int, int, int | None, bool]:
-    """Budget in 0-255 levels, PGD steps, an optional target class, and whether to stop at the flip."""
+def settings_ui(selection: widgets.Selection, label: int) -> tuple[int, int, int | None, bool]:
+    """Budget in 0-255 levels, PGD steps, an optional target class (not ``label``, the class attacked),
+    and whether to stop at the flip."""
     left, middle, right = st.columns(3)
     levels = left.slider("Budget ε (levels of 255)", 0, 16, 2, key="attack_epsilon",
                          help="The most any colour value of any pixel may change. 2 of 255 is invisible.")
     steps = middle.slider("PGD steps", 1, 20, 10, key="attack_steps", help="1 step of size ε is FGSM.")
     clf = selection.clf
-    choices = [None] + [c for c in selection.probabilities.argsort(descending=True).tolist() if c != selection.target]
+    choices = [None] + [c for c in selection.probabilities.argsort(descending=True).tolist() if c != label]
     target = right.selectbox("Push towards", choices, key=f"attack_target:{selection.model}",
                              format_func=lambda c: "any other class" if c is None else clf.categories[c],
                              help="Untargeted: away from the class. Targeted: towards the class you pick.")
@@ -84,8 +85,8 @@ st.markdown(
 )
 st.latex(r"x^{t+1} = \mathrm{clip}_{[x-\epsilon,\,x+\epsilon]\,\cap\,[0,1]}\Big(x^t + \alpha\,"
          r"\mathrm{sign}\,\nabla_x \mathcal{L}\big(f(x^t), y\big)\Big)")
-levels, steps, target, stop = settings_ui(selection)
 label = int(selection.probabilities.argmax())
+levels, steps, target, stop = settings_ui(selection, label)
 outcome = resources.attack(selection.model_key, selection.picture.image_id, label, levels, steps, target, stop,
                            clf, selection.x)
 clean_rgb, attacked_rgb = model_view(selection, selection.x), model_view(selection, outcome.adversarial)
@@ -97,10 +98,10 @@ columns[1].image(attacked_rgb, caption=f"Attacked: every value moved by at most 
 columns[2].image(perturbation_picture(selection, outcome.adversarial, levels),
                  caption="The change, magnified (grey: none)", width="stretch")
 left, right = st.columns(2)
-left.plotly_chart(figures.top_classes(clf.categories, outcome.clean_probabilities[0],
-                                      outcome.clean_probabilities[0].topk(5).indices.tolist()), key="attack_top_before")
-right.plotly_chart(figures.top_classes(clf.categories, outcome.attacked_probabilities[0],
-                                       outcome.attacked_probabilities[0].topk(5).indices.tolist()), key="attack_top_after")
+for column, probabilities, when in ((left, outcome.clean_probabilities[0], "before"),
+                                    (right, outcome.attacked_probabilities[0], "after")):
+    column.plotly_chart(figures.top_classes(clf.categories, probabilities, probabilities.topk(5).indices.tolist(),
+                                            title=f"Top-5 {when} the attack"), key=f"attack_top_{when}")
 new = int(outcome.new_classes[0])
 if bool(outcome.flipped[0]):
     st.warning(f"The top-1 moved from **{clf.categories[label]}** to **{clf.categories[new]}** with a change of at most "

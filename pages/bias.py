@@ -68,7 +68,9 @@ def measurement_ui(rows: list[shapes.BiasEvaluation]) -> None:
         "on the object": r.mass_on_object, "map's peak on the tag": r.pointing_cue,
         "peak on the object": r.pointing_object,
     } for r in rows])
-    percent = st.column_config.NumberColumn(format="percent")
+    numbers = [c for c in table.columns if c not in ("network", "test set")]
+    table[numbers] = table[numbers] * 100
+    percent = st.column_config.NumberColumn(format="%.1f%%")
     st.dataframe(table, hide_index=True, width="stretch",
                  column_config={c: percent for c in table.columns if c not in ("network", "test set")})
     st.caption(f"{EVALUATION_PICTURES} held-out pictures per test set; Grad-CAM at layer4 for the predicted class. "

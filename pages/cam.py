@@ -103,15 +103,15 @@ def pooling_ui(selection: widgets.Selection) -> None:
             left.metric("Shape covered", f"{covered:.0%}",
                         help="The share of the shape's pixels where the map is above half its peak.")
             right.metric("Mask IoU", f"{iou:.2f}", help="That region against the shape: overlap over union.")
-    rows = resources.network_evaluations(tuple(POOLING_NETWORKS), POOLING_PICTURES)
+    rows = resources.cam_evaluations(tuple(POOLING_NETWORKS), POOLING_PICTURES)
     st.dataframe(
-        {"network": [r.name for r in rows], "accuracy": [r.accuracy for r in rows],
-         **{label: [getattr(r.localizations[0], field) for r in rows] for label, field in
+        {"network": [r.name for r in rows], "accuracy": [100 * r.accuracy for r in rows],
+         **{label: [100 * getattr(r.localizations[0], field) for r in rows] for label, field in
             [("pointing game", "pointing_game"), ("box IoU > 0.5 (15%)", "box_iou"),
              ("box IoU > 0.5 (50%)", "box_iou_tight"), ("shape covered (50%)", "coverage"),
              ("mask IoU (50%)", "mask_iou"), ("mass on the shape", "mass_on_object")]}},
         hide_index=True, width="stretch",
-        column_config={c: st.column_config.NumberColumn(format="percent") for c in
+        column_config={c: st.column_config.NumberColumn(format="%.1f%%") for c in
                        ["accuracy", "pointing game", "box IoU > 0.5 (15%)", "box IoU > 0.5 (50%)",
                         "shape covered (50%)", "mask IoU (50%)", "mass on the shape"]},
     )

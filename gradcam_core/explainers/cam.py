@@ -64,7 +64,7 @@ class CAM(LayerExplainer):
         channels, fc_in = a.shape[1], self.fc.in_features
         if channels != fc_in:
             raise ValueError(
-                f"CAM needs {self.layer!r} -> global average pooling -> {self.fc_name!r}, but "
+                f"CAM needs {self.layer!r} -> global average (or max) pooling -> {self.fc_name!r}, but "
                 f"{self.fc_name!r} takes {fc_in} features and {self.layer!r} has {channels} "
                 f"channels of {a.shape[2]}x{a.shape[3]}: this head "
                 f"{'flattens the feature maps' if fc_in == a[0].numel() else 'has other layers'} "

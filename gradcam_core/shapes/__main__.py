@@ -130,6 +130,9 @@ def _train(args: argparse.Namespace) -> int:
 
         classifier = train(name, epochs=args.epochs, n_train=args.train_size, seed=args.seed, on_epoch=report)
         _save(name, classifier, args.out)
+        if name == "shapes_gap" and args.epochs < EARLY_EPOCH:
+            print(f"shapes_gap_early not written: it is shapes_gap after epoch {EARLY_EPOCH}, and this run had "
+                  f"{args.epochs}.", flush=True)
     print(f"trained {', '.join(args.networks)} in {time.perf_counter() - total_start:.1f} s")
     return 0
 

@@ -90,8 +90,12 @@ class NetworkEvaluation:
     localizations: list[Localization]
 
 
-def evaluate_network(classifier: Classifier, batch: ShapesBatch) -> NetworkEvaluation:
+def evaluate_network(
+    classifier: Classifier, batch: ShapesBatch, grad_cam_layers: Sequence[str] | None = None
+) -> NetworkEvaluation:
     """Accuracy, then CAM at ``cam_layer`` and Grad-CAM at every stage, on ``batch``'s true classes.
+
+    ``grad_cam_layers`` limits Grad-CAM to those layers (``()``: CAM alone); by default every stage.
 
     Example:
         >>> evaluation = evaluate_network(load_model("shapes_gap"), render(1000, EVALUATION_SEED))
@@ -101,8 +105,7 @@ def evaluate_network(classifier: Classifier, batch: ShapesBatch) -> NetworkEvalu
     """
     images, size = batch.images, tuple(batch.masks.shape[-2:])
     module = classifier.module
-    with torch.no_grad():
-        predictions = torch.cat([module(chunk).argmax(dim=1) for chunk in images.split(_CHUNK)])
+    predictions = _predictions(classifier, images)
     accuracy = (predictions == batch.labels).float().mean().item()
 
     localizations = []
@@ -112,9 +115,11 @@ def evaluate_network(classifier: Classifier, batch: ShapesBatch) -> NetworkEvalu
         localizations.append(_score("CAM", classifier.cam_layer, cam_maps, batch, size))
     except ValueError as refusal:
         localizations.append(Localization("CAM", classifier.cam_layer, None, None, None, refusal=str(refusal)))
-    grad_cam_maps = _explain(GradCAM(module, layers=classifier.stages), images, batch.labels)
-    for layer in classifier.stages:
-        localizations.append(_score("Grad-CAM", layer, grad_cam_maps[layer], batch, size))
+    layers = classifier.stages if grad_cam_layers is None else list(grad_cam_layers)
+    if layers:
+        grad_cam_maps = _explain(GradCAM(module, layers=layers), images, batch.labels)
+        for layer in layers:
+            localizations.append(_score("Grad-CAM", layer, grad_cam_maps[layer], batch, size))
     return NetworkEvaluation(classifier.name, accuracy, localizations)
 
 
@@ -198,8 +203,7 @@ def evaluate_bias(classifier: Classifier, batch: BiasedBatch, test_set: str) -> 
         True
     """
     module = classifier.module
-    with torch.no_grad():
-        predictions = torch.cat([module(chunk).argmax(dim=1) for chunk in batch.images.split(_CHUNK)])
+    predictions = _predictions(classifier, batch.images)
     disagree = batch.cues != batch.labels
     maps = _explain(GradCAM(module, layers=[classifier.cam_layer]), batch.images, predictions)[classifier.cam_layer]
     return BiasEvaluation(
@@ -238,6 +242,11 @@ def bias_table(evaluations: Sequence[BiasEvaluation], batch: BiasedBatch) -> str
             f"{_percent(object_area)} on the object.",
         ]
     )
+
+
+def _predictions(classifier: Classifier, images: torch.Tensor) -> torch.Tensor:
+    """Top-1 classes, a chunk at a time, each under the model's lock (a shared model's hooks never see them)."""
+    return torch.cat([classifier.predict(chunk).argmax(dim=1) for chunk in images.split(_CHUNK)])
 
 
 def _explain(explainer, images: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
