@@ -165,8 +165,8 @@ st.markdown(
     "CAM's paper (Section 2) compares global average pooling with global max pooling. With the max, each channel's "
     "score is its single strongest cell, so training rewards one discriminative part; with the average, every cell "
     "of the object adds to the score, so training rewards finding *all* of it. Both heads give CAM's map "
-    "$\\sum_k w_k^c A^k$. Two shapes networks, trained alike but for the pooling, on the sidebar's shapes picture "
-    "(the green box is the shape). **Look for** how much of the shape each map covers."
+    "$\\sum_k w_k^c A^k$. Two shapes networks, trained alike but for the pooling, on one shapes picture (the green "
+    "box is the shape; with a shapes model in the sidebar, its 'New image' draws another). **Look for** how much of the shape each map covers."
 )
 pooling_ui(selection)
 

@@ -205,11 +205,7 @@ def mask_ious(maps: torch.Tensor, masks: torch.Tensor, threshold: float = BOX_TH
         >>> mask_ious(m, mask)
         tensor([0.5000])
     """
-    _check_batch(maps, masks)
-    up = upsample(maps.detach().cpu().float(), tuple(masks.shape[-2:]))
-    peak = up.flatten(1).amax(dim=1).view(-1, 1, 1)
-    region = (up >= threshold * peak) & (peak > 0)
-    masks = masks.cpu().bool()
+    region, masks = _regions(maps, masks, threshold)
     union = (region | masks).flatten(1).sum(dim=1)
     return torch.where(union > 0, (region & masks).flatten(1).sum(dim=1) / union.clamp(min=1), 0.0)
 
@@ -228,13 +224,18 @@ def mask_coverages(maps: torch.Tensor, masks: torch.Tensor, threshold: float = B
         >>> mask_coverages(m, mask)
         tensor([0.5000])
     """
+    region, masks = _regions(maps, masks, threshold)
+    area = masks.flatten(1).sum(dim=1)
+    return torch.where(area > 0, (region & masks).flatten(1).sum(dim=1) / area.clamp(min=1), 0.0)
+
+
+def _regions(maps: torch.Tensor, masks: torch.Tensor, threshold: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each map's pixels at or above ``threshold`` of its peak (none for a map without a positive
+    value), upsampled to the masks' size, and the masks as bool on the CPU."""
     _check_batch(maps, masks)
     up = upsample(maps.detach().cpu().float(), tuple(masks.shape[-2:]))
     peak = up.flatten(1).amax(dim=1).view(-1, 1, 1)
-    region = (up >= threshold * peak) & (peak > 0)
-    masks = masks.cpu().bool()
-    area = masks.flatten(1).sum(dim=1)
-    return torch.where(area > 0, (region & masks).flatten(1).sum(dim=1) / area.clamp(min=1), 0.0)
+    return (up >= threshold * peak) & (peak > 0), masks.cpu().bool()
 
 
 def mass_in_masks(maps: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
