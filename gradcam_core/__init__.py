@@ -14,7 +14,7 @@ Example:
     >>> results = gc.explain(clf.module, x, target=243, layers=clf.stages, methods=["grad_cam", "layer_cam"])
 """
 
-from . import attacks, evaluation, metrics, sanity
+from . import attacks, evaluation, metrics, sanity, synthesis
 from .explainers import (
     CAM,
     KINDS,
@@ -40,6 +40,7 @@ from .explainers import (
 from .hooks import model_lock
 from .images import load_image
 from .maps import normalize, overlay, to_image, upsample
+from .receptive import ReceptiveField, effective_receptive_field, receptive_field
 from .models import (
     MODELS,
     Classifier,
@@ -71,7 +72,11 @@ __all__ = [
     "ScoreCAM",
     "WeightsUnavailableError",
     "XGradCAM",
+    "ReceptiveField",
     "attacks",
+    "effective_receptive_field",
+    "receptive_field",
+    "synthesis",
     "download_weights",
     "evaluation",
     "explain",

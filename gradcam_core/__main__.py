@@ -11,9 +11,13 @@ run the sanity check of Adebayo et al. on one image:
 
     python -m gradcam_core sanity assets/images/cat_dog.png --methods grad_cam,saliency,guided_backprop
 
-and attack a model with PGD, measuring whether Grad-CAM still finds the original class:
+attack a model with PGD, measuring whether Grad-CAM still finds the original class:
 
     python -m gradcam_core attack --model shapes_gap --n 500 --epsilons 1,2
+
+and synthesize the pictures that excite classes or channels the most (activation maximization):
+
+    python -m gradcam_core synthesize --classes goldfish,flamingo --channels layer4:652 --out gallery/
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +43,7 @@ from . import (
     metrics,
     overlay,
     sanity,
+    synthesis,
     to_image,
 )
 from .maps import heat_image
@@ -281,8 +287,60 @@ def _attack_in_chunks(classifier: Classifier, data: evaluation.EvaluationSet, le
                                    for field in attacks.AttackOutcome.__dataclass_fields__))
 
 
+#: The gallery the "What a unit wants to see" page opens with: recognizable classes, and the layer4
+#: channel most active on each of six sample photos.
+GALLERY_CLASSES = ("goldfish,flamingo,ladybug,monarch,peacock,zebra,jellyfish,strawberry,lemon,pizza,volcano,"
+                   "bull mastiff")
+GALLERY_CHANNELS = "layer4:652,layer4:287,layer4:1213,layer4:684,layer4:1004,layer4:363"
+
+
+def synthesize_main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m gradcam_core synthesize",
+        description="Activation maximization: for each class and each layer:channel, the picture that excites it "
+        "the most (Fourier parameterization, decorrelated colours, transformation robustness). Writes one PNG "
+        "each and index.json, which the dashboard reads.",
+    )
+    parser.add_argument("--model", default="efficientnet_lite0", choices=MODELS)
+    parser.add_argument("--classes", default=GALLERY_CLASSES, help="comma-separated class names or indices")
+    parser.add_argument("--channels", default=GALLERY_CHANNELS, help="comma-separated layer:channel pairs")
+    parser.add_argument("--steps", type=int, default=synthesis.DEFAULT_STEPS)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=evaluation.PRECOMPUTED / "synthesis")
+    args = parser.parse_args(argv)
+    try:
+        classifier = load_model(args.model)
+        targets = [class_index(classifier, name.strip()) for name in args.classes.split(",") if name.strip()]
+        units = [(layer, int(channel)) for layer, channel in
+                 (pair.split(":") for pair in args.channels.split(",") if pair.strip())]
+    except (ValueError, RuntimeError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    args.out.mkdir(parents=True, exist_ok=True)
+    index = []
+    jobs = [({"target": t}, f"class {t} ({classifier.categories[t]})", f"{args.model}_class{t}.png") for t in targets]
+    jobs += [({"layer": layer, "channel": c}, f"{layer} channel {c}", f"{args.model}_{layer}_channel{c}.png")
+             for layer, c in units]
+    for objective, label, filename in jobs:
+        start = time.perf_counter()
+        try:
+            picture = synthesis.visualize(classifier, steps=args.steps, seed=args.seed, **objective)
+        except ValueError as error:
+            print(f"error: {label}: {error}", file=sys.stderr)
+            return 2
+        seconds = time.perf_counter() - start
+        Image.fromarray((picture * 255).round().byte().permute(1, 2, 0).numpy()).save(args.out / filename)
+        index.append({"model": args.model, **objective, "steps": args.steps, "seed": args.seed, "file": filename,
+                      "seconds": round(seconds, 1)})
+        print(f"{label}: {args.out / filename} ({seconds:.1f} s)", flush=True)
+    (args.out / "index.json").write_text(json.dumps(index, indent=1) + "\n")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["synthesize"]:
+        return synthesize_main(argv[1:])
     if argv[:1] == ["evaluate"]:
         return evaluate_main(argv[1:])
     if argv[:1] == ["sanity"]:

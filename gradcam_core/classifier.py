@@ -8,7 +8,7 @@ other way round.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -41,6 +41,8 @@ class Classifier:
         input_size: ``(H, W)`` that :meth:`preprocess` resizes to.
         mean, std: per-channel normalization of RGB values in [0, 1].
         description: one line for people: the architecture and where the weights come from.
+        blocks: the blocks, early to late, for Grad-CAM at every depth: each residual or MBConv
+            block of an ImageNet model, each stage of a shapes network (the default: ``stages``).
     """
 
     name: str
@@ -53,6 +55,11 @@ class Classifier:
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     description: str
+    blocks: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not self.blocks:
+            object.__setattr__(self, "blocks", list(self.stages))
 
     def preprocess(self, image: ImageSource) -> torch.Tensor:
         """Any image source -> ``(1, 3, H, W)`` float tensor, normalized as the model was trained.

@@ -152,11 +152,23 @@ def _deconvnet(grad_inputs, grad_outputs):
     return tuple(None if g is None else grad_outputs[0].clamp(min=0) for g in grad_inputs)
 
 
+def _redirected(grad_inputs, grad_outputs):
+    # Olah et al.'s redirected ReLU: where an activation cuts a sample's whole gradient (every unit
+    # below zero), let through the part that would raise its inputs (negative for a loss descended),
+    # so that an ascent that starts with a dead unit can still wake it up.
+    plain = grad_inputs[0]
+    if plain is None:
+        return grad_inputs
+    dead = plain.flatten(1).norm(dim=1).eq(0).view(-1, *([1] * (plain.dim() - 1)))
+    return (torch.where(dead, grad_outputs[0].clamp(max=0), plain), *grad_inputs[1:])
+
+
 # Autograd's names for the backward steps of nn.ReLU and nn.ReLU6.
 _ACTIVATION_NODES = ("ReluBackward", "HardtanhBackward", "ThresholdBackward")
 
-#: The backward rules of the pixel-space methods, as hooks on an activation's autograd node.
-RECTIFIERS = {"guided": _guided, "deconvnet": _deconvnet}
+#: The backward rules of the pixel-space methods (and of activation maximization's "redirected"
+#: ReLU), as hooks on an activation's autograd node.
+RECTIFIERS = {"guided": _guided, "deconvnet": _deconvnet, "redirected": _redirected}
 
 
 def rectified_gradients(

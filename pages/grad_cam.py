@@ -5,7 +5,7 @@ import torch
 
 import gradcam_core as gc
 from gradcam_core.explainers.base import LayerExplainer, weighted_sum
-from ui import figures, widgets
+from ui import figures, receptive_view, widgets
 from ui.source import show_code
 
 
@@ -64,6 +64,9 @@ right.plotly_chart(
     figures.heatmap(maps[layer], f"{layer}: the map cell by cell", selection.cmap, height=320, label="L"),
     key="grad_cam_zoom", width="content",
 )
+
+st.subheader(f"Why {first} is sharp and {last} is coarse: what one cell sees")
+receptive_view.receptive_field_ui(selection, layer, maps[layer], key="grad_cam_field")
 
 show_code(
     f"result = gc.GradCAM(clf.module, layers={clf.stages})(x, target={selection.target})\n"

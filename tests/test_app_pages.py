@@ -18,7 +18,7 @@ from streamlit.testing.v1 import AppTest  # noqa: E402
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 PAGES = ["home", "activations", "cam", "grad_cam", "guided", "compare", "shapes_lab", "gallery", "trust",
-         "bias", "adversarial", "failures", "weak_strong"]
+         "bias", "adversarial", "failures", "weak_strong", "units", "depth"]
 TIGER_CAT, EGYPTIAN_CAT = 282, 285
 
 
@@ -336,3 +336,24 @@ def test_the_cam_page_compares_average_and_max_pooling():
     assert not problems(at)
     assert "Which pooling 'localizes better' depends on how you threshold" in page_text(at)
     assert [m.label for m in at.metric].count("Shape covered") == 2
+
+
+def test_the_unit_page_synthesizes_a_class_and_shows_three_views_of_a_channel():
+    at = open_with_model("units", "shapes_gap")
+    assert not problems(at) and not at.error
+    assert "The network calls it:" in "\n".join(c.value for c in at.caption)
+    at.button_group(key="unit_kind").set_value("a channel of a layer").run()
+    assert not problems(at) and not at.error
+    captions = str([image.proto for image in at.get("image")])
+    assert "on your picture" in captions and captions.count("held-out #") == 3
+
+
+def test_the_depth_page_explains_every_block_with_its_receptive_field():
+    at = open_with_model("depth", "shapes_gap")
+    assert not problems(at) and not at.error
+    labels = {m.label: m.value for m in at.metric}
+    assert labels["Cells"] == "8x8" and labels["What one cell can see"] == "53x53 pixels"
+    at.select_slider[0].set_value("layer1").run()
+    assert not problems(at)
+    assert {m.label: m.value for m in at.metric}["What one cell can see"] == "3x3 pixels"
+    assert "A layer1 cell sits 2 input pixels from its neighbour" in page_text(at)

@@ -67,6 +67,8 @@ PAGES = {
     "adversarial": ("/adversarial", True),
     "failures": ("/failures", True),
     "weak_strong": ("/weak_strong", True),
+    "units": ("/units", True),
+    "depth": ("/depth", True),
 }
 
 #: The sidebar's page links, as ui/widgets.py's PAGES lists them.
@@ -84,6 +86,8 @@ NAV_TITLES = [
     "10 · Adversarial examples",
     "11 · Failure modes",
     "12 · Weak or strong model?",
+    "13 · What a unit wants to see",
+    "14 · Grad-CAM at every depth",
 ]
 
 MAIN = '[data-testid="stMain"]'

@@ -327,3 +327,27 @@ def test_efficientnet_lite2_wrapper_equals_timm_with_random_weights():
     x = torch.randn(1, 3, 96, 96)
     with torch.no_grad():
         torch.testing.assert_close(models.EfficientNetLite(net).eval()(x), net(x))
+
+
+@pytest.mark.parametrize("name, count, first, last", [
+    ("resnet34", 16, "layer1.0", "layer4.2"),
+    ("efficientnet_lite0", 17, "layer1.0.0", "layer4"),
+    ("efficientnet_lite2", 22, "layer1.0.0", "layer4"),
+    ("shapes_gap", 4, "layer1", "layer4"),
+])
+def test_every_model_lists_its_blocks_in_order(name, count, first, last):
+    clf = gc.load_model(name, pretrained=False)
+    assert len(clf.blocks) == count and clf.blocks[0] == first and clf.blocks[-1] == last
+    names = dict(clf.module.named_modules())
+    assert all(block in names for block in clf.blocks)
+    order = list(names)
+    inner = [b for b in clf.blocks if b not in clf.stages]  # a stage's name comes before its blocks'
+    assert [order.index(b) for b in inner] == sorted(order.index(b) for b in inner)
+
+
+def test_grad_cam_at_every_block_equals_grad_cam_block_by_block(resnet34):
+    x = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(3))
+    every = gc.GradCAM(resnet34.module, resnet34.blocks)(x, target=7)
+    for block in resnet34.blocks:
+        alone = gc.GradCAM(resnet34.module, [block])(x, target=7)
+        torch.testing.assert_close(every.maps[block], alone.maps[block], rtol=1e-5, atol=1e-6)

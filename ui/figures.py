@@ -151,3 +151,11 @@ def with_boxes(rgb: np.ndarray, boxes: Sequence[tuple[tuple[float, float, float,
 def _plotly_scale(cmap: str) -> list[list]:
     colours = matplotlib.colormaps[cmap](np.linspace(0, 1, 11))
     return [[i / 10, matplotlib.colors.to_hex(c)] for i, c in enumerate(colours)]
+
+
+def enlarged_if_small(rgb: np.ndarray, side: int = 256) -> np.ndarray:
+    """A picture smaller than ``side`` (a 64x64 shapes picture) blown up with crisp pixels; others as they are."""
+    if max(rgb.shape[:2]) >= side:
+        return rgb
+    factor = -(-side // max(rgb.shape[:2]))
+    return rgb.repeat(factor, axis=0).repeat(factor, axis=1)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import json
 import uuid
 from pathlib import Path
 
@@ -287,3 +288,64 @@ def agreed_pictures(pair: tuple[str, str], n: int, side: int) -> list[tuple[str,
         if tops[0] == tops[1] and tops[0] in classes:
             pictures.append((digest(data), np.asarray(image), image, tops[0]))
     return pictures
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def receptive_fields(model: str, layers: tuple[str, ...], _clf: gc.Classifier) -> dict[str, gc.ReceptiveField]:
+    """Each layer's theoretical receptive field at the model's input size."""
+    return {layer: gc.receptive_field(_clf.module, layer, _clf.input_size) for layer in layers}
+
+
+@st.cache_data(max_entries=_CACHED_RESULTS, show_spinner="Following the gradient of one cell back to the pixels…")
+def effective_field(model: str, image_id: str, layer: str, cell: tuple[int, int], _clf: gc.Classifier,
+                    _x: torch.Tensor) -> torch.Tensor:
+    return gc.effective_receptive_field(_clf.module, _x, layer, cell)
+
+
+@st.cache_data(show_spinner=False)
+def synthesis_gallery() -> list[dict]:
+    """The shipped activation-maximization pictures: ``index.json`` of ``assets/precomputed/synthesis``."""
+    path = gc.evaluation.PRECOMPUTED / "synthesis" / "index.json"
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return []
+
+
+@st.cache_data(max_entries=_CACHED_RESULTS, show_spinner=False)
+def synthesized(model: str, target: int | None, layer: str | None, channel: int | None,
+                _clf: gc.Classifier) -> np.ndarray:
+    """The picture that excites ``target``'s logit or ``channel`` of ``layer`` most, as uint8 RGB: the shipped
+    one when the gallery has it, otherwise computed here with a progress bar (a rerun cancels it)."""
+    for entry in synthesis_gallery():
+        if (entry["model"], entry.get("target"), entry.get("layer"), entry.get("channel")) == (model, target, layer, channel):
+            return np.asarray(Image.open(gc.evaluation.PRECOMPUTED / "synthesis" / entry["file"]).convert("RGB"))
+    bar = st.progress(0.0, text="Synthesizing…")
+
+    def progress(step: int, total: int) -> None:
+        bar.progress(step / total, text=f"Gradient ascent: step {step} of {total}")
+
+    picture = gc.synthesis.visualize(_clf, target=target, layer=layer, channel=channel, progress=progress)
+    bar.empty()
+    return (picture * 255).round().byte().permute(1, 2, 0).numpy()
+
+
+@st.cache_data(max_entries=_CACHED_RESULTS, show_spinner="Finding the pictures that excite the channel most…")
+def strongest_pictures(model: str, layer: str, channel: int, count: int,
+                       _clf: gc.Classifier) -> list[tuple[str, np.ndarray, torch.Tensor, float]]:
+    """(name, picture, the channel's map, its mean) of the ``count`` pictures that excite ``channel`` most:
+    among 200 held-out pictures for a shapes network, among the labelled photos otherwise."""
+    if model in shapes.NETWORKS or model.startswith("shapes"):
+        batch = held_out_shapes(200)
+        candidates = [(f"held-out #{i}", batch.pictures[i], batch.images[i:i + 1]) for i in range(len(batch.labels))]
+    else:
+        candidates = []
+        for path in gc.evaluation.photo_labels(_clf.categories):
+            image = gc.load_image(path.read_bytes())
+            image.thumbnail((448, 448), Image.LANCZOS)
+            candidates.append((str(path.relative_to(gc.evaluation.SAMPLE_IMAGES)), np.asarray(image),
+                               _clf.preprocess(image)))
+    maps = gc.FeatureMaps(_clf.module, [layer])(torch.cat([x for _, _, x in candidates]))[layer][:, channel]
+    means = maps.mean(dim=(1, 2))
+    order = means.argsort(descending=True)[:count].tolist()
+    return [(candidates[i][0], candidates[i][1], maps[i], float(means[i])) for i in order]

@@ -116,6 +116,10 @@ SECTIONS = {
         ("pages/failures.py", "11 · Failure modes", ":material/report:"),
         ("pages/weak_strong.py", "12 · Weak or strong model?", ":material/fitness_center:"),
     ],
+    "Inside the network": [
+        ("pages/units.py", "13 · What a unit wants to see", ":material/visibility:"),
+        ("pages/depth.py", "14 · Grad-CAM at every depth", ":material/stacked_line_chart:"),
+    ],
 }
 #: Every page, in order.
 PAGES = [page for pages in SECTIONS.values() for page in pages]

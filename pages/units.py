@@ -1,0 +1,91 @@
+"""What a unit wants to see: activation maximization for a class or a channel, DeepVis's three views of a unit."""
+
+import streamlit as st
+
+import gradcam_core as gc
+from gradcam_core import synthesis
+from ui import figures, resources, widgets
+from ui.source import show_code
+
+STRONGEST = 3
+
+
+def class_ui(selection: widgets.Selection) -> int:
+    """A class: the shipped gallery's first, then every other class by name."""
+    clf = selection.clf
+    shipped = [entry["target"] for entry in resources.synthesis_gallery()
+               if entry["model"] == selection.model and "target" in entry]
+    order = shipped + [c for c in range(len(clf.categories)) if c not in shipped]
+    return st.selectbox("Class", order, format_func=lambda c: clf.categories[c] + (" (ready)" if c in shipped else ""),
+                        key=f"unit_class:{selection.model}",
+                        help="The ready ones ship with the app; any other takes a few seconds to compute.")
+
+
+def channel_ui(selection: widgets.Selection) -> tuple[str, int]:
+    """A layer and a channel: by default the channel most active on the sidebar's picture."""
+    clf = selection.clf
+    left, right = st.columns(2)
+    with left:
+        layer = widgets.layer_ui(clf, key=f"unit_layer:{selection.model}")
+    maps = resources.feature_maps(selection.model_key, selection.picture.image_id, layer, clf, selection.x)
+    most_active = int(maps.mean(dim=(1, 2)).argmax())
+    channel = right.number_input(f"Channel (0 to {len(maps) - 1})", 0, len(maps) - 1, most_active,
+                                 key=f"unit_channel:{selection.model}:{layer}:{selection.picture.image_id}",
+                                 help=f"Starts at the channel most active on your picture (#{most_active}).")
+    return layer, int(channel)
+
+
+def synthesized_ui(selection: widgets.Selection, picture, what: str) -> None:
+    clf = selection.clf
+    shown = figures.enlarged_if_small(picture)
+    st.image(shown, caption=f"The picture that excites {what} most", width="stretch")
+    probabilities = clf.predict(clf.preprocess(picture))[0]
+    top = probabilities.topk(3).indices.tolist()
+    st.caption("The network calls it: " + ", ".join(f"'{clf.categories[c]}' ({float(probabilities[c]):.0%})"
+                                                  for c in top))
+
+
+selection = widgets.sidebar()
+clf = selection.clf
+st.title("What a unit wants to see")
+st.markdown(
+    "Grad-CAM shows where a network looked; this shows what it looks *for*. DeepVis (Yosinski et al. 2015) starts "
+    "from noise and changes the picture, step by step, to excite one unit as much as possible; kept natural by a few "
+    "regularizers (here Olah et al.'s 2017 recipe: a Fourier-space picture, natural colour axes, random jitter, "
+    "scale and rotation at every step), the result shows the unit's favourite colours, textures and parts. "
+    "**Look for** the class's colours and textures, repeated everywhere: the unit does not care where they are."
+)
+st.latex(r"x^* = \arg\max_x\; a_{\text{unit}}(x) \quad\text{by}\quad x \leftarrow x + \eta\,"
+         r"\nabla_x\, a_{\text{unit}}\big(T(x)\big),\; T \text{ a random jitter, scale and rotation}")
+kind = st.segmented_control("Excite", ["a class", "a channel of a layer"], default="a class", key="unit_kind") \
+    or "a class"
+if kind == "a class":
+    target = class_ui(selection)
+    left, right = st.columns([3, 2])
+    with left:
+        picture = resources.synthesized(selection.model, target, None, None, clf)
+        synthesized_ui(selection, picture, f"'{clf.categories[target]}'")
+    with right:
+        st.markdown(f"For comparison: Grad-CAM of **'{clf.categories[target]}'** on the sidebar's picture.")
+        m = selection.explain(["grad_cam"], [clf.cam_layer], target=target)["grad_cam"].maps[clf.cam_layer][0]
+        st.image(gc.overlay(selection.rgb, m, selection.cmap, selection.alpha), width="stretch")
+    call = f"synthesis.visualize(clf, target={target})   # (3, H, W) in [0, 1]"
+else:
+    layer, channel = channel_ui(selection)
+    st.markdown("DeepVis's three views of one unit: what excites it most, where it fires on your picture, and which "
+                "real pictures excite it most.")
+    columns = st.columns(3)
+    with columns[0]:
+        picture = resources.synthesized(selection.model, None, layer, channel, clf)
+        synthesized_ui(selection, picture, f"channel {channel} of {layer}")
+    with columns[1]:
+        maps = resources.feature_maps(selection.model_key, selection.picture.image_id, layer, clf, selection.x)
+        st.image(gc.overlay(selection.rgb, maps[channel], selection.cmap, selection.alpha), width="stretch",
+                 caption=f"Channel {channel} on your picture (mean {float(maps[channel].mean()):.3g})")
+    with columns[2]:
+        for name, rgb, m, mean in resources.strongest_pictures(selection.model, layer, channel, STRONGEST, clf):
+            st.image(gc.overlay(figures.enlarged_if_small(rgb), m, selection.cmap, selection.alpha), width="stretch",
+                     caption=f"{name}: mean {mean:.3g}")
+    call = f"synthesis.visualize(clf, layer='{layer}', channel={channel})"
+
+show_code(call, synthesis.visualize)
