@@ -19,10 +19,10 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, not installed
-from bench_explainers import measure  # noqa: E402
+from bench_explainers import measure
 
-import gradcam_core as gc  # noqa: E402
-from gradcam_core import synthesis  # noqa: E402
+import gradcam_core as gc
+from gradcam_core import synthesis
 
 
 def depth_table(name: str, repeats: int, warmup: int) -> None:

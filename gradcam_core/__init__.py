@@ -40,7 +40,6 @@ from .explainers import (
 from .hooks import model_lock
 from .images import load_image
 from .maps import normalize, overlay, to_image, upsample
-from .receptive import ReceptiveField, effective_receptive_field, receptive_field
 from .models import (
     MODELS,
     Classifier,
@@ -48,6 +47,7 @@ from .models import (
     download_weights,
     load_model,
 )
+from .receptive import ReceptiveField, effective_receptive_field, receptive_field
 
 __all__ = [
     "CAM",
@@ -67,17 +67,15 @@ __all__ = [
     "LayerCAM",
     "Method",
     "Occlusion",
+    "ReceptiveField",
     "Result",
     "Saliency",
     "ScoreCAM",
     "WeightsUnavailableError",
     "XGradCAM",
-    "ReceptiveField",
     "attacks",
-    "effective_receptive_field",
-    "receptive_field",
-    "synthesis",
     "download_weights",
+    "effective_receptive_field",
     "evaluation",
     "explain",
     "load_image",
@@ -86,7 +84,9 @@ __all__ = [
     "model_lock",
     "normalize",
     "overlay",
+    "receptive_field",
     "sanity",
+    "synthesis",
     "to_image",
     "upsample",
 ]

@@ -172,7 +172,7 @@ def _spans(node, x: torch.Tensor, memo: dict | None = None) -> tuple[_Span, _Spa
         result = tuple(span.through(k, s, p, d) for span, k, s, p, d in
                        zip(inputs[0], node._saved_kernel_size, stride, node._saved_padding, dilation))
     elif name == "ConstantPadNd":
-        left, right, top, bottom = (list(node._saved_pad) + [0, 0, 0, 0])[:4]
+        left, _, top, _ = (list(node._saved_pad) + [0, 0, 0, 0])[:4]  # (left, right, top, bottom)
         rows, columns = inputs[0]
         result = (_Span(rows.lo - top * rows.jump, rows.hi - top * rows.jump, rows.jump),
                   _Span(columns.lo - left * columns.jump, columns.hi - left * columns.jump, columns.jump))

@@ -34,7 +34,13 @@ import torch
 import torch.nn.functional as F
 
 from .classifier import Classifier
-from .hooks import capture_activation_outputs, capture_outputs, check_layers, exclusive_eval, rectified_gradients
+from .hooks import (
+    capture_activation_outputs,
+    capture_outputs,
+    check_layers,
+    exclusive_eval,
+    rectified_gradients,
+)
 
 __all__ = ["DEFAULT_STEPS", "objective_value", "visualize"]
 
