@@ -72,3 +72,16 @@ def test_the_attack_command_prints_one_row_per_budget_and_mode(capsys):
 def test_the_attack_command_refuses_a_bad_budget(capsys):
     assert main(["attack", "--model", "shapes_gap", "--epsilons", "two"]) == 2
     assert "error:" in capsys.readouterr().err
+
+
+def test_the_synthesize_command_writes_pictures_and_an_index(tmp_path, capsys):
+    import json
+
+    assert main(["synthesize", "--model", "shapes_gap", "--classes", "star", "--channels", "layer3:10",
+                 "--steps", "2", "--out", str(tmp_path)]) == 0
+    index = json.loads((tmp_path / "index.json").read_text())
+    assert [entry.get("target") for entry in index] == [4, None] and index[1]["channel"] == 10
+    assert all(np.asarray(Image.open(tmp_path / entry["file"])).shape == (64, 64, 3) for entry in index)
+    assert main(["synthesize", "--model", "shapes_gap", "--classes", "", "--channels", "layer3:999",
+                 "--steps", "1", "--out", str(tmp_path)]) == 2
+    assert "has 64 channels; channel 999 does not exist" in capsys.readouterr().err
