@@ -2,7 +2,6 @@
 
 import numpy as np
 import streamlit as st
-import torch
 from PIL import Image
 
 import gradcam_core as gc
@@ -81,14 +80,6 @@ def thumbnail(rgb: np.ndarray) -> np.ndarray:
     return np.asarray(image)
 
 
-def pixel_picture(name: str, picture: torch.Tensor, base: np.ndarray, selection: widgets.Selection) -> np.ndarray:
-    """A pixel-space result for display: a strength, a signed picture on grey, or a heat overlay."""
-    if name == "occlusion":
-        return gc.overlay(base, picture.clamp(min=0), selection.cmap, selection.alpha)
-    rgb = gc.maps.heat_image(gc.Saliency.strength(picture)) if name == "saliency" else gc.to_image(picture)
-    return np.asarray(Image.fromarray(rgb).resize((base.shape[1], base.shape[0]), Image.BILINEAR))
-
-
 def cells(name: str, result: gc.Result | str, stages: list[str], base: np.ndarray,
           selection: widgets.Selection) -> list[tuple[str, np.ndarray | str]]:
     """(caption, picture or a sentence) for each stage column of one method."""
@@ -96,14 +87,15 @@ def cells(name: str, result: gc.Result | str, stages: list[str], base: np.ndarra
     if isinstance(result, str):
         return [("", f"CAM refuses this network: {result}")] + [("", "")] * (len(stages) - 1)
     if not method.layered:
-        picture = pixel_picture(name, result.maps["input"][0], base, selection)
+        picture = figures.method_picture(name, result.maps["input"][0], base, selection.cmap, selection.alpha)
         return [("pixel space: one picture for the whole network", picture)] + [("", "")] * (len(stages) - 1)
     out = []
     for stage in stages:
         if stage not in result.maps:
             out.append(("", f"CAM explains only {selection.clf.cam_layer}, the layer before the pooling."))
         elif name == "guided_grad_cam":
-            out.append((stage, pixel_picture(name, result.maps[stage][0], base, selection)))
+            picture = figures.method_picture(name, result.maps[stage][0], base, selection.cmap, selection.alpha)
+            out.append((stage, picture))
         else:
             m = result.maps[stage][0]
             out.append((f"{stage} · {m.shape[0]}x{m.shape[1]}", gc.overlay(base, m, selection.cmap, selection.alpha)))

@@ -83,3 +83,16 @@ def test_a_read_only_database_gives_a_message_on_write(tmp_path):
     readonly._connect = lambda: sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     with pytest.raises(TallyUnavailable, match="not being recorded"):
         readonly.record("q", "x", session="s")
+
+
+def test_reset_and_csv_export(tmp_path):
+    tally = Tally(tmp_path / "t.sqlite")
+    tally.record("quiz", "cat", session="a", correct=True, detail="grad_cam")
+    tally.record("quiz", "dog, big", session="b", correct=False, detail="guided_backprop")
+    tally.record("where", "hit", session="a")
+    rows = list(__import__("csv").reader(tally.csv().splitlines()))
+    assert rows[0] == ["time", "session", "question", "choice", "correct", "detail"]
+    assert [r[2:] for r in rows[1:]] == [["quiz", "cat", "1", "grad_cam"], ["quiz", "dog, big", "0", "guided_backprop"],
+                                         ["where", "hit", "", ""]]
+    assert tally.reset("quiz") == 2 and len(tally.answers()) == 1
+    assert tally.reset() == 1 and tally.answers() == []

@@ -159,3 +159,12 @@ def enlarged_if_small(rgb: np.ndarray, side: int = 256) -> np.ndarray:
         return rgb
     factor = -(-side // max(rgb.shape[:2]))
     return rgb.repeat(factor, axis=0).repeat(factor, axis=1)
+
+
+def method_picture(name: str, m: torch.Tensor, base: np.ndarray, cmap: str, alpha: float) -> np.ndarray:
+    """One picture's result of method ``name`` at ``base``'s size: a ``(h, w)`` map (and occlusion's
+    ``(H, W)``) as a heat overlay, saliency as its strength, any other ``(3, H, W)`` picture on grey."""
+    if m.dim() == 2:
+        return gc.overlay(base, m.clamp(min=0), cmap, alpha)
+    rgb = gc.maps.heat_image(gc.Saliency.strength(m)) if name == "saliency" else gc.to_image(m)
+    return np.asarray(Image.fromarray(rgb).resize((base.shape[1], base.shape[0]), Image.BILINEAR))

@@ -349,3 +349,9 @@ def strongest_pictures(model: str, layer: str, channel: int, count: int,
     means = maps.mean(dim=(1, 2))
     order = means.argsort(descending=True)[:count].tolist()
     return [(candidates[i][0], candidates[i][1], maps[i], float(means[i])) for i in order]
+
+
+@st.cache_data(max_entries=_CACHED_RESULTS, show_spinner=False)
+def shapes_pair(seed: int) -> shapes.ShapesBatch:
+    """One picture of two shapes of different classes (the quiz's)."""
+    return shapes.render_pairs(1, seed)

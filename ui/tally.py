@@ -13,6 +13,8 @@ created on first use. A file that is not a database, or a folder that cannot be 
 
 from __future__ import annotations
 
+import csv
+import io
 import os
 import sqlite3
 import time
@@ -99,15 +101,31 @@ class Tally:
         """How many times each choice was given to ``question``."""
         return Counter(answer.choice for answer in self.answers(question))
 
+    def reset(self, question: str | None = None) -> int:
+        """Delete every answer (only ``question``'s when given); returns how many went."""
+        if question:
+            return self._write("DELETE FROM answers WHERE question = ?", (question,))
+        return self._write("DELETE FROM answers", ())
+
+    def csv(self) -> str:
+        """Every answer as CSV text, a header row first (for a spreadsheet)."""
+        out = io.StringIO()
+        writer = csv.writer(out)
+        writer.writerow(["time", "session", "question", "choice", "correct", "detail"])
+        for a in self.answers():
+            writer.writerow([time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(a.at)), a.session, a.question,
+                             a.choice, "" if a.correct is None else int(a.correct), a.detail])
+        return out.getvalue()
+
     def _connect(self) -> sqlite3.Connection:
         return sqlite3.connect(self.path, timeout=BUSY_SECONDS)
 
-    def _write(self, sql: str, parameters: tuple) -> None:
+    def _write(self, sql: str, parameters: tuple) -> int:
         try:
             connection = self._connect()
             try:
                 with connection:
-                    connection.execute(sql, parameters)
+                    return connection.execute(sql, parameters).rowcount
             finally:
                 connection.close()
         except sqlite3.Error as error:

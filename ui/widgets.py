@@ -99,17 +99,17 @@ class Selection:
 
 #: Section -> (file, title, icon) of each page, in the order of the lessons.
 SECTIONS = {
-    "Lessons": [
-        ("pages/home.py", "Home", ":material/home:"),
-        ("pages/activations.py", "1 · Activations", ":material/grid_view:"),
+    "Start": [("pages/home.py", "Home", ":material/home:")],
+    "Looking inside": [("pages/activations.py", "1 · Activations", ":material/grid_view:")],
+    "CAM and Grad-CAM": [
         ("pages/cam.py", "2 · CAM on a GAP network", ":material/functions:"),
         ("pages/grad_cam.py", "3 · Grad-CAM, layer by layer", ":material/layers:"),
         ("pages/guided.py", "4 · Pixel-space methods", ":material/blur_on:"),
         ("pages/compare.py", "5 · CAM vs Grad-CAM", ":material/compare:"),
         ("pages/shapes_lab.py", "6 · Shapes lab: train it yourself", ":material/school:"),
-        ("pages/gallery.py", "7 · Method gallery", ":material/view_module:"),
-        ("pages/trust.py", "8 · Which map to trust?", ":material/verified:"),
     ],
+    "Compare methods": [("pages/gallery.py", "7 · Method gallery", ":material/view_module:")],
+    "Which map to trust?": [("pages/trust.py", "8 · Which map to trust?", ":material/verified:")],
     "Diagnose": [
         ("pages/bias.py", "9 · Bias detective", ":material/search:"),
         ("pages/adversarial.py", "10 · Adversarial examples", ":material/bug_report:"),
@@ -119,6 +119,11 @@ SECTIONS = {
     "Inside the network": [
         ("pages/units.py", "13 · What a unit wants to see", ":material/visibility:"),
         ("pages/depth.py", "14 · Grad-CAM at every depth", ":material/stacked_line_chart:"),
+    ],
+    "Classroom": [
+        ("pages/quiz.py", "15 · Which class is it? (quiz)", ":material/quiz:"),
+        ("pages/where.py", "16 · Where would you look?", ":material/touch_app:"),
+        ("pages/class_results.py", "17 · Class results", ":material/leaderboard:"),
     ],
 }
 #: Every page, in order.

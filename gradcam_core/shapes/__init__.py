@@ -39,6 +39,7 @@ from .data import (
     render,
     render_backgrounds,
     render_biased,
+    render_pairs,
     to_rgb,
     to_tensor,
 )
@@ -118,6 +119,7 @@ __all__ = [
     "render",
     "render_backgrounds",
     "render_biased",
+    "render_pairs",
     "shapes_classifier",
     "to_rgb",
     "to_tensor",

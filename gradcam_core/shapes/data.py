@@ -57,6 +57,7 @@ __all__ = [
     "render",
     "render_backgrounds",
     "render_biased",
+    "render_pairs",
     "to_rgb",
     "to_tensor",
 ]
@@ -96,6 +97,8 @@ CUE_PATTERNS = _cue_patterns()
 _SUPERSAMPLE = 4
 # The object's circumradius in pixels: it spans from 3/8 to 5/8 of the picture's width.
 _RADIUS_RANGE = (12.0, 20.0)
+# The two objects' circumradius range in render_pairs: smaller, so that two fit side by side.
+_PAIR_RADIUS_RANGE = (11.0, 15.0)
 # Minimum RGB distance between the object's colour and the mean background beneath it.
 _MIN_CONTRAST = 90.0
 # How many distractor strokes a picture has, at least and at most.
@@ -234,20 +237,57 @@ def render_backgrounds(n: int, seed: int) -> np.ndarray:
     )
 
 
-def generate(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def generate(n: int, seed: int, objects: int = 1) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``n`` images ready for the model, their labels and their masks.
+
+    Args:
+        objects: 1 (:func:`render`), or 2 (:func:`render_pairs`: two shapes of different classes).
 
     Returns:
         ``images`` ``(n, 3, H, W)`` float, normalized by :data:`MEAN` and :data:`STD`;
-        ``labels`` ``(n,)`` long; ``masks`` ``(n, H, W)`` bool.
+        ``labels`` ``(n,)`` long, or ``(n, 2)`` with two objects; ``masks`` ``(n, H, W)`` bool, or
+        ``(n, 2, H, W)``, one mask per object.
 
     Example:
         >>> images, labels, masks = generate(8, seed=0)
         >>> images.shape, masks.shape
         (torch.Size([8, 3, 64, 64]), torch.Size([8, 64, 64]))
+        >>> generate(8, seed=0, objects=2)[2].shape
+        torch.Size([8, 2, 64, 64])
     """
-    batch = render(n, seed)
+    if objects not in (1, 2):
+        raise ValueError(f"Pictures hold one or two objects, not {objects}.")
+    batch = render(n, seed) if objects == 1 else render_pairs(n, seed)
     return batch.images, batch.labels, batch.masks
+
+
+def render_pairs(n: int, seed: int) -> ShapesBatch:
+    """``n`` pictures of two shapes of different classes each, side by side, never touching.
+
+    The shapes are smaller than :func:`render`'s (22 to 30 pixels across) so that two fit. Labels
+    are ``(n, 2)``: picture ``i`` holds classes ``(seed + i) % 5`` and another, drawn from
+    ``default_rng([seed, index, 3])``; masks ``(n, 2, H, W)`` and boxes ``(n, 2, 4)`` follow the
+    labels' order. This is the Grad-CAM paper's class-discrimination setting (Section 5.1): which of
+    the two does a map explain?
+
+    Example:
+        >>> batch = render_pairs(2, seed=0)
+        >>> batch.labels.tolist(), batch.masks.shape
+        ([[0, 3], [1, 2]], torch.Size([2, 2, 64, 64]))
+    """
+    if n < 1:
+        raise ValueError(f"n must be at least 1, got {n}.")
+    drawn, labels = [], []
+    for index in range(n):
+        rng = np.random.default_rng([seed, index, 3])
+        first = (seed + index) % len(CLASSES)
+        pair = (first, (first + int(rng.integers(1, len(CLASSES)))) % len(CLASSES))
+        drawn.append(_draw_pair([CLASSES[label] for label in pair], rng))
+        labels.append(pair)
+    pictures = np.stack([picture for picture, _ in drawn])
+    masks = torch.from_numpy(np.stack([mask for _, mask in drawn]))
+    boxes = boxes_from_masks(masks.flatten(0, 1)).view(n, 2, 4)
+    return ShapesBatch(pictures, torch.tensor(labels, dtype=torch.long), masks, boxes)
 
 
 def generate_with_boxes(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -293,6 +333,25 @@ def _draw(shape: str, rng: np.random.Generator, cue: int | None = None):
     cue_mask = _cue_mask(centre)
     canvas[cue_mask] = np.where(list(CUE_PATTERNS.values())[cue].reshape(-1, 1), 255.0, 0.0)
     return _with_noise(canvas, rng), mask, cue_mask
+
+
+def _draw_pair(shapes: list[str], rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """One picture of two shapes and their ``(2, H, W)`` masks: radii 11 to 15, centres placed so
+    that the shapes stay at least 3 pixels apart."""
+    canvas = _cluttered_background(rng)
+    radii = rng.uniform(*_PAIR_RADIUS_RANGE, size=2)
+    for _ in range(1000):
+        centres = [rng.uniform(r + 1.0, IMAGE_SIZE - r - 1.0, size=2) for r in radii]
+        if np.linalg.norm(centres[0] - centres[1]) >= radii.sum() + 3.0:
+            break
+    masks = []
+    for shape, radius, centre in zip(shapes, radii, centres):
+        coverage, _ = _shape_coverage(shape, rng, placed=(radius, centre))
+        mask = coverage >= 0.5
+        colour = _contrasting_colour(canvas[mask].mean(axis=0), rng)
+        canvas += coverage[..., None] * (colour - canvas)
+        masks.append(mask)
+    return _with_noise(canvas, rng), np.stack(masks)
 
 
 def _cue_class(label: int, bias: float, rng: np.random.Generator) -> int:
@@ -380,12 +439,18 @@ def _random_stroke(rng: np.random.Generator) -> Callable[[ImageDraw.ImageDraw, o
     return lambda pen, fill: pen.arc(box, start, end, fill=fill, width=width)
 
 
-def _shape_coverage(shape: str, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Coverage in [0, 1] of one filled ``shape`` at a random size, rotation and position, and its
-    centre ``(x, y)`` in pixels (every point of the shape lies within 20 pixels of it)."""
-    radius = rng.uniform(*_RADIUS_RANGE)
-    margin = radius + 1.0
-    centre = rng.uniform(margin, IMAGE_SIZE - margin, size=2)
+def _shape_coverage(
+    shape: str, rng: np.random.Generator, placed: tuple[float, np.ndarray] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Coverage in [0, 1] of one filled ``shape`` at a random size, rotation and position (or at the
+    ``placed = (radius, centre)`` given), and its centre ``(x, y)`` in pixels (every point of the
+    shape lies within its radius of it)."""
+    if placed is None:
+        radius = rng.uniform(*_RADIUS_RANGE)
+        margin = radius + 1.0
+        centre = rng.uniform(margin, IMAGE_SIZE - margin, size=2)
+    else:
+        radius, centre = placed
     rotation = rng.uniform(-_MAX_TILT, _MAX_TILT)
     size = IMAGE_SIZE * _SUPERSAMPLE
     layer = Image.new("L", (size, size), 0)
