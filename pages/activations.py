@@ -4,7 +4,7 @@ import streamlit as st
 import torch
 
 import gradcam_core as gc
-from ui import figures, resources, widgets
+from ui import figures, links, resources, widgets
 from ui.source import show_code
 
 EXPLANATION = {
@@ -17,16 +17,20 @@ EXPLANATION = {
 
 def controls_ui(clf: gc.Classifier, channels: int) -> tuple[int, int]:
     left, right = st.columns(2)
-    shown = left.slider("Channels in the grid", 4, min(48, channels), min(16, channels), 4, key="activations_count")
-    zoom = right.number_input("Channel to zoom into", 0, channels - 1, None, key="activations_channel",
-                              placeholder="the most active one")
+    most = min(48, channels)
+    shown = left.slider("Channels in the grid", 4, most, step=4, key=links.linked(
+        "activations_count", min(16, channels), parse=int, valid=lambda n: 4 <= n <= most and n % 4 == 0,
+        label="the number of channels"))
+    zoom = right.number_input("Channel to zoom into", 0, channels - 1, placeholder="the most active one",
+                              key=links.linked("activations_channel", None, parse=links.optional_int,
+                                               valid=lambda c: c is None or 0 <= c < channels, label="the channel"))
     return shown, zoom
 
 
 selection = widgets.sidebar()
 clf = selection.clf
 st.title("Activations: what each layer responds to")
-st.markdown(
+widgets.lesson(
     "A convolutional layer computes $K$ feature maps $A^k$, one a channel. Each cell $A^k_{ij}$ says "
     "how strongly channel $k$ responds at position $(i, j)$ of the picture. These maps are what CAM and "
     "Grad-CAM weigh and add up."

@@ -8,7 +8,7 @@ import torch
 
 import gradcam_core as gc
 from gradcam_core import attacks, metrics
-from ui import figures, resources, shapes_view, widgets
+from ui import figures, links, resources, shapes_view, widgets
 from ui.source import show_code
 
 
@@ -16,15 +16,18 @@ def settings_ui(selection: widgets.Selection, label: int) -> tuple[int, int, int
     """Budget in 0-255 levels, PGD steps, an optional target class (not ``label``, the class attacked),
     and whether to stop at the flip."""
     left, middle, right = st.columns(3)
-    levels = left.slider("Budget ε (levels of 255)", 0, 16, 2, key="attack_epsilon",
+    levels = left.slider("Budget ε (levels of 255)", 0, 16, key=links.linked("attack_epsilon", 2, range(17), int),
                          help="The most any colour value of any pixel may change. 2 of 255 is invisible.")
-    steps = middle.slider("PGD steps", 1, 20, 10, key="attack_steps", help="1 step of size ε is FGSM.")
+    steps = middle.slider("PGD steps", 1, 20, key=links.linked("attack_steps", 10, range(1, 21), int),
+                          help="1 step of size ε is FGSM.")
     clf = selection.clf
     choices = [None] + [c for c in selection.probabilities.argsort(descending=True).tolist() if c != label]
-    target = right.selectbox("Push towards", choices, key=f"attack_target:{selection.model}",
+    target = right.selectbox("Push towards", choices, key=links.linked("attack_target", None, choices, links.optional_int,
+                                                                       "the target class"),
                              format_func=lambda c: "any other class" if c is None else clf.categories[c],
                              help="Untargeted: away from the class. Targeted: towards the class you pick.")
-    stop = st.toggle("Stop as soon as the prediction flips", True, key="attack_stop",
+    stop = st.toggle("Stop as soon as the prediction flips", key=links.linked("attack_stop", True, (True, False),
+                                                                               links.boolean),
                      help="The smallest change that flips the answer. Off: PGD spends its whole budget, and goes on "
                           "erasing the original class's evidence after the flip.")
     return levels, steps, target, stop
@@ -77,7 +80,7 @@ def maps_ui(selection: widgets.Selection, outcome: attacks.AttackOutcome, attack
 selection = widgets.sidebar()
 clf = selection.clf
 st.title("Adversarial examples")
-st.markdown(
+widgets.lesson(
     "A change too small to see can make a network name another class (Szegedy et al. 2014). The Grad-CAM paper "
     "(Section 6.2) attacked a network until a wrong class won, then explained the *original* class on the attacked "
     "picture: the map still found the object. **Look for** the original class's map staying where it was, while the "

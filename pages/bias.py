@@ -6,7 +6,7 @@ import torch
 
 import gradcam_core as gc
 from gradcam_core import metrics, shapes
-from ui import figures, resources, shapes_view, widgets
+from ui import figures, links, resources, shapes_view, widgets
 from ui.source import show_code
 
 NETWORKS = {"shapes_biased": "trained on the biased set", "shapes_debiased": "trained with the tag by chance"}
@@ -29,9 +29,10 @@ def training_set_ui() -> None:
 
 def picture_ui() -> tuple[int, float]:
     left, right = st.columns([1, 2])
-    seed = left.number_input("Held-out picture", 0, 9_999, 0, key="bias_seed",
+    seed = left.number_input("Held-out picture", 0, 9_999, key=links.linked("bias_seed", 0, range(10_000), int),
                              help="Pictures the networks never saw; each number is another.")
-    story = right.radio("The tag on it", list(TAG_STORIES), horizontal=True, key="bias_tag")
+    story = right.radio("The tag on it", list(TAG_STORIES), horizontal=True,
+                        key=links.linked("bias_tag", list(TAG_STORIES)[0], TAG_STORIES))
     return int(seed) + shapes.EVALUATION_SEED, TAG_STORIES[story]
 
 
@@ -79,7 +80,7 @@ def measurement_ui(rows: list[shapes.BiasEvaluation]) -> None:
 
 selection = widgets.sidebar()
 st.title("Bias detective")
-st.markdown(
+widgets.lesson(
     "The Grad-CAM paper (Section 6.3) trained a doctor-vs-nurse classifier on image-search results in which most "
     "doctors were men and most nurses women. It scored well on its own kind of data and badly on a gender-balanced "
     "test set, and Grad-CAM showed why: it looked at faces and hair, not at stethoscopes or coats. Retrained on a "

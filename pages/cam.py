@@ -129,7 +129,7 @@ selection = widgets.sidebar()
 clf = selection.clf
 layer = clf.cam_layer
 st.title("CAM: the map a GAP network gives for free")
-st.markdown(
+widgets.lesson(
     "Some networks end with **global average pooling** (GAP): each feature map of the last convolutional "
     "layer is averaged to one number, and one linear layer turns those numbers into class scores. Then the "
     "weight $w_k^c$ says how much map $k$ counts for class $c$, and the same weights, applied to the maps "

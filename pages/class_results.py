@@ -98,7 +98,7 @@ def teacher_ui() -> None:
 
 widgets.sidebar()
 st.title("Class results")
-st.markdown(
+widgets.lesson(
     "Every answer given on pages 12, 15 and 16 in this classroom, anonymously (a random id per browser "
     f"session, no names), from the tally in `{tally.data_dir()}`. Leave this page on the projector: it refreshes "
     "itself."

@@ -7,7 +7,7 @@ from plotly.subplots import make_subplots
 
 import gradcam_core as gc
 from gradcam_core import metrics
-from ui import figures, receptive_view, resources, widgets
+from ui import figures, links, receptive_view, resources, widgets
 from ui.source import show_code
 
 TOP_SHARE = 0.1
@@ -35,7 +35,7 @@ selection = widgets.sidebar()
 clf = selection.clf
 blocks = clf.blocks
 st.title("Grad-CAM at every depth")
-st.markdown(
+widgets.lesson(
     f"The Grad-CAM paper explains the last convolutional layer, where the maps are coarse and on the object; "
     f"earlier layers give sharper maps that light up edges everywhere. Here are all {len(blocks)} blocks of "
     f"{resources.MODEL_LABELS.get(selection.model, selection.model)}, from one forward and one backward pass. "
@@ -45,7 +45,7 @@ st.markdown(
 result = selection.explain(["grad_cam"], blocks)["grad_cam"]
 fields = resources.receptive_fields(selection.model_key, tuple(blocks), clf)
 
-depth = st.select_slider("Depth", options=blocks, value=blocks[-1], key=f"depth:{selection.model}")
+depth = st.select_slider("Depth", options=blocks, key=links.linked("depth", blocks[-1], blocks, label="the block"))
 left, right = st.columns(2)
 m = result.maps[depth][0]
 left.image(gc.overlay(selection.rgb, m, selection.cmap, selection.alpha), width="stretch",

@@ -9,7 +9,7 @@ from PIL import Image
 
 import gradcam_core as gc
 from gradcam_core import metrics, shapes
-from ui import figures, resources, shapes_view, widgets
+from ui import figures, links, resources, shapes_view, widgets
 from ui.source import show_code
 
 HELD_OUT = 500
@@ -38,7 +38,8 @@ def shapes_mistake_ui(selection: widgets.Selection) -> Mistake | None:
     if not wrong:
         st.success("No mistakes to study. Pick a weaker network in the sidebar (early in training, say).")
         return None
-    number = st.slider("Mistake", 1, len(wrong), 1, key=f"mistake:{selection.model_key}") if len(wrong) > 1 else 1
+    number = st.slider("Mistake", 1, len(wrong), key=links.linked("mistake", 1, range(1, len(wrong) + 1), int,
+                                                                 "the mistake")) if len(wrong) > 1 else 1
     index = wrong[number - 1]
     batch = resources.held_out_shapes(HELD_OUT)
     return Mistake(f"held-out picture #{index}", f"held-out-{index}", shapes_view.enlarged(batch.pictures[index]),
@@ -54,7 +55,7 @@ def photo_mistake_ui(selection: widgets.Selection) -> Mistake | None:
         st.success("No mistakes on these photos.")
         return None
     names = [path for path, _, _ in mistakes]
-    path = st.radio("Photo", names, horizontal=True, key=f"mistake_photo:{selection.model_key}")
+    path = st.radio("Photo", names, horizontal=True, key=links.linked("photo", names[0], names, label="the photo"))
     _, right, probabilities = mistakes[names.index(path)]
     data = (gc.evaluation.SAMPLE_IMAGES / path).read_bytes()
     image = gc.load_image(data)
@@ -90,7 +91,7 @@ def explained_ui(selection: widgets.Selection, mistake: Mistake) -> None:
 selection = widgets.sidebar()
 clf = selection.clf
 st.title("Failure modes")
-st.markdown(
+widgets.lesson(
     "The Grad-CAM paper (Section 6.1) looked at the mistakes of a network on ImageNet and found that many "
     "seemingly unreasonable predictions had reasonable explanations: the map lay on something that looks like the "
     "predicted class, or on a second object in the picture. **Look for** where the map of the wrong answer lies, "

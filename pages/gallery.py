@@ -5,7 +5,7 @@ import streamlit as st
 from PIL import Image
 
 import gradcam_core as gc
-from ui import figures, widgets
+from ui import figures, links, widgets
 from ui.source import show_code
 
 CELL_SIDE = 256
@@ -26,23 +26,29 @@ def methods_ui() -> list[str]:
     chosen = []
     for kind in gc.KINDS:
         names = [name for name, method in gc.METHODS.items() if method.kind == kind]
+        key = links.linked(f"methods_{kind.replace(' ', '_')}", [n for n in names if n in DEFAULT_METHODS],
+                           parse=links.names, valid=lambda chosen, names=names: set(chosen) <= set(names),
+                           label=f"the {kind} methods")
         picked = st.pills(heading(kind), names, selection_mode="multi", format_func=lambda n: gc.METHODS[n].label,
-                          default=[n for n in names if n in DEFAULT_METHODS], key=f"gallery_methods:{kind}",
-                          help=gc.KINDS[kind])
+                          key=key, help=gc.KINDS[kind])
         chosen += picked
     return [name for name in gc.METHODS if name in chosen]
 
 
 def settings_ui(clf: gc.Classifier) -> tuple[list[str], dict[str, dict]]:
-    stages = st.segmented_control("Stages (columns)", clf.stages, selection_mode="multi", default=clf.stages,
-                                  key="gallery_stages") or clf.stages[-1:]
+    stages = st.segmented_control("Stages (columns)", clf.stages, selection_mode="multi", key=links.linked(
+        "gallery_stages", list(clf.stages), parse=links.names, valid=lambda chosen: set(chosen) <= set(clf.stages),
+        label="the stages")) or clf.stages[-1:]
     with st.expander("Settings of the slow methods"):
         left, middle, right = st.columns(3)
-        batch = left.select_slider("Batch size", [8, 16, 32, 64, 128], value=32, key="gallery_batch",
+        batch = left.select_slider("Batch size", [8, 16, 32, 64, 128],
+                                   key=links.linked("gallery_batch", 32, [8, 16, 32, 64, 128], int),
                                    help="Forward passes per batch: larger is faster, up to the memory.")
         side = min(clf.input_size)
-        window = middle.slider("Occlusion window (pixels)", 4, side // 2, max(4, side // 7), key="gallery_window")
-        stride = right.slider("Occlusion stride (pixels)", 2, side // 2, max(2, side // 14), key="gallery_stride")
+        window = middle.slider("Occlusion window (pixels)", 4, side // 2, key=links.linked(
+            "gallery_window", max(4, side // 7), range(4, side // 2 + 1), int))
+        stride = right.slider("Occlusion stride (pixels)", 2, side // 2, key=links.linked(
+            "gallery_stride", max(2, side // 14), range(2, side // 2 + 1), int))
     slow = {"batch_size": batch}
     options = {"score_cam": slow, "ablation_cam": slow, "occlusion": {**slow, "window": window, "stride": stride}}
     return [s for s in clf.stages if s in stages], options
@@ -156,7 +162,7 @@ def eigen_lesson_ui(selection: widgets.Selection) -> None:
 selection = widgets.sidebar()
 clf = selection.clf
 st.title("Method gallery: every explainer, side by side")
-st.markdown(
+widgets.lesson(
     f"{len(gc.METHODS)} answers to one question: where does the network see **{selection.class_name}**? Each row is a "
     "method, each column a stage of the network. Methods of one kind read the same thing from the network "
     "(the heading says what); the text beside each says what it changes. The gradient methods share one "

@@ -5,18 +5,19 @@ import torch
 
 import gradcam_core as gc
 from gradcam_core.explainers.base import LayerExplainer, weighted_sum
-from ui import figures, receptive_view, widgets
+from ui import figures, links, receptive_view, widgets
 from ui.source import show_code
 
 
 def weights_ui(stages: list[str]) -> str:
-    return st.segmented_control("Show the weights of", stages, default=stages[-1], key="grad_cam_weights_layer") or stages[-1]
+    key = links.linked("weights_layer", stages[-1], stages, label="the layer")
+    return st.segmented_control("Show the weights of", stages, key=key) or stages[-1]
 
 
 selection = widgets.sidebar()
 clf = selection.clf
 st.title("Grad-CAM, layer by layer")
-st.markdown(
+widgets.lesson(
     f"Grad-CAM weighs each feature map $A^k$ of a layer by how much the score of **{selection.class_name}** "
     "rises when that map rises, averaged over the map, then keeps the positive part of the sum. "
     "It needs no special architecture: any convolutional layer will do."

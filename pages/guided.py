@@ -6,7 +6,7 @@ import torch
 from PIL import Image
 
 import gradcam_core as gc
-from ui import figures, widgets
+from ui import figures, links, widgets
 from ui.source import show_code
 
 PIXEL_METHODS = ["saliency", "guided_backprop", "deconvnet"]
@@ -19,7 +19,7 @@ def options_ui(selection: widgets.Selection) -> tuple[str, int, bool]:
     with middle:
         other = widgets.second_class_ui(selection, key="guided_other")
     with right:
-        counterfactual = st.toggle("Counterfactual", key="guided_counterfactual",
+        counterfactual = st.toggle("Counterfactual", key=links.linked("counterfactual", False, (True, False), links.boolean),
                                    help="Negate the gradients: show what speaks AGAINST each class.")
     return layer, other, counterfactual
 
@@ -54,7 +54,7 @@ def class_block(selection: widgets.Selection, results: dict[str, gc.Result], lay
 selection = widgets.sidebar()
 clf = selection.clf
 st.title("Pixel-space methods, and Guided Grad-CAM")
-st.markdown(
+widgets.lesson(
     "Three ways to send the score back to the pixels. **Saliency** is the plain gradient. "
     "**Guided Backpropagation** lets through each ReLU only positive gradients, and only where the input was "
     "positive. The **deconvnet** lets through positive gradients wherever they arrive. All three are sharp, "

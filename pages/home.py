@@ -37,7 +37,7 @@ def download_ui() -> None:
 
 selection = widgets.sidebar()
 st.title("Where does a CNN look when it decides?")
-st.markdown(
+widgets.lesson(
     f"""
 A convolutional network turns a picture into a class. These pages open it up and show **where** it
 looked: the feature maps it computes, the maps of CAM, Grad-CAM and the methods that followed it,

@@ -104,7 +104,7 @@ def question_ui(state: dict, q: quiz.Question, cmap: str) -> None:
 
 selection = widgets.sidebar()
 st.title("Which class is it?")
-st.markdown(
+widgets.lesson(
     "The Grad-CAM paper (Section 5.1) tested whether its maps let a person tell *which* class a network is "
     "explaining: people saw a picture with two objects and one visualization, and named the class. **Look for** "
     "whether the visualization singles out one object, or lights up both."

@@ -8,7 +8,7 @@ from PIL import Image
 
 import gradcam_core as gc
 from gradcam_core import shapes
-from ui import figures, widgets
+from ui import figures, links, widgets
 from ui.source import show_code
 
 # A held-out picture (its seed lies outside the training seeds) watched while the network trains.
@@ -27,10 +27,11 @@ class TrainingLog:
 
 def settings_ui() -> tuple[int, int, int]:
     left, middle, right = st.columns(3)
-    epochs = left.slider("Epochs", 1, 10, shapes.DEFAULT_EPOCHS, key="lab_epochs")
-    images = middle.select_slider("Training images", [500, 1000, 2000, 4000], shapes.DEFAULT_TRAIN_SIZE,
-                                  key="lab_images")
-    seed = right.number_input("Seed", 0, 10_000, 0, key="lab_seed", help="The same seed trains the same network.")
+    epochs = left.slider("Epochs", 1, 10, key=links.linked("lab_epochs", shapes.DEFAULT_EPOCHS, range(1, 11), int))
+    images = middle.select_slider("Training images", [500, 1000, 2000, 4000],
+                                  key=links.linked("lab_images", shapes.DEFAULT_TRAIN_SIZE, [500, 1000, 2000, 4000], int))
+    seed = right.number_input("Seed", 0, 10_000, key=links.linked("lab_seed", 0, range(10_001), int),
+                              help="The same seed trains the same network.")
     return epochs, images, int(seed)
 
 
@@ -90,7 +91,7 @@ def log_ui(log: TrainingLog) -> None:
 
 selection = widgets.sidebar()
 st.title("Shapes lab: train it yourself")
-st.markdown(
+widgets.lesson(
     f"Each picture holds one {', '.join(shapes.CLASSES[:-1])} or {shapes.CLASSES[-1]}, 24 to 40 pixels across, "
     "of any colour and place, on clutter. A small network with a GAP head learns to name the shape from labels alone. "
     "Below, the CAM of one held-out picture is redrawn after every epoch: watch the network learn *where* "

@@ -7,7 +7,7 @@ import torch
 from PIL import Image
 
 import gradcam_core as gc
-from ui import figures, resources, widgets
+from ui import figures, links, resources, widgets
 from ui.source import show_code
 
 DEFAULT_METHODS = ["grad_cam", "grad_cam_plus_plus", "saliency", "guided_backprop"]
@@ -18,7 +18,9 @@ LIVE_PICTURES = 40
 
 def methods_ui(clf: gc.Classifier) -> tuple[list[str], str]:
     left, right = st.columns([3, 1])
-    methods = left.multiselect("Methods", list(gc.METHODS), default=DEFAULT_METHODS, key="trust_methods",
+    methods = left.multiselect("Methods", list(gc.METHODS), key=links.linked(
+                                   "trust_methods", list(DEFAULT_METHODS), parse=links.names,
+                                   valid=lambda chosen: set(chosen) <= set(gc.METHODS), label="the methods"),
                                format_func=lambda n: gc.METHODS[n].label,
                                help="The slow methods (Score-CAM, Ablation-CAM, Occlusion) take a while on ImageNet models.")
     with right:
@@ -45,7 +47,7 @@ def curves_ui(curves: dict, kind: int, title: str) -> go.Figure:
 
 def deletion_strip_ui(selection: widgets.Selection, methods: list[str], layer: str) -> None:
     shown = st.selectbox("Watch one method delete", methods, format_func=lambda n: gc.METHODS[n].label,
-                         key="trust_strip_method")
+                         key=links.linked("deleting", methods[0], methods, label="the method"))
     result = selection.explain([shown], [layer])[shown]
     images = gc.metrics.deletion_steps(selection.x, resources.pixel_map(result, layer), DELETION_SHOWN)
     probabilities = selection.clf.predict(images)[:, selection.target]
@@ -59,7 +61,9 @@ def deletion_strip_ui(selection: widgets.Selection, methods: list[str], layer: s
 def sanity_ui(selection: widgets.Selection, layer: str) -> None:
     clf = selection.clf
     fast = [name for name, method in gc.METHODS.items() if not method.slow]
-    methods = st.multiselect("Methods to check", fast, default=SANITY_METHODS, key="sanity_methods",
+    methods = st.multiselect("Methods to check", fast, key=links.linked(
+                                 "sanity_methods", list(SANITY_METHODS), parse=links.names,
+                                 valid=lambda chosen: set(chosen) <= set(fast) and len(chosen) <= 4, label="the methods"),
                              format_func=lambda n: gc.METHODS[n].label,
                              max_selections=4, help="Each needs one map per randomization step; the slow "
                              "methods are left out here, they would need hundreds of passes per step.")
@@ -112,7 +116,7 @@ def evaluation_ui(selection: widgets.Selection) -> list[gc.evaluation.MethodScor
 selection = widgets.sidebar()
 clf = selection.clf
 st.title("Which map to trust?")
-st.markdown(
+widgets.lesson(
     "The gallery shows maps that disagree. Three kinds of evidence help choose. **Faithfulness**: delete the "
     "pixels a map calls important and the class should fade fast; put them back into a blurred copy and it "
     "should return fast (Petsiuk et al. 2018). **Sanity**: re-initialize the network's weights and a map that "

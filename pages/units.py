@@ -4,10 +4,11 @@ import streamlit as st
 
 import gradcam_core as gc
 from gradcam_core import synthesis
-from ui import figures, resources, widgets
+from ui import figures, links, resources, widgets
 from ui.source import show_code
 
 STRONGEST = 3
+KINDS = ["a class", "a channel of a layer"]
 
 
 def class_ui(selection: widgets.Selection) -> int:
@@ -17,7 +18,7 @@ def class_ui(selection: widgets.Selection) -> int:
                if entry["model"] == selection.model and "target" in entry]
     order = shipped + [c for c in range(len(clf.categories)) if c not in shipped]
     return st.selectbox("Class", order, format_func=lambda c: clf.categories[c] + (" (ready)" if c in shipped else ""),
-                        key=f"unit_class:{selection.model}",
+                        key=links.linked("unit_class", order[0], order, int, "the class"),
                         help="The ready ones ship with the app; any other takes a few seconds to compute.")
 
 
@@ -26,11 +27,11 @@ def channel_ui(selection: widgets.Selection) -> tuple[str, int]:
     clf = selection.clf
     left, right = st.columns(2)
     with left:
-        layer = widgets.layer_ui(clf, key=f"unit_layer:{selection.model}")
+        layer = widgets.layer_ui(clf, key="unit_layer")
     maps = resources.feature_maps(selection.model_key, selection.picture.image_id, layer, clf, selection.x)
     most_active = int(maps.mean(dim=(1, 2)).argmax())
-    channel = right.number_input(f"Channel (0 to {len(maps) - 1})", 0, len(maps) - 1, most_active,
-                                 key=f"unit_channel:{selection.model}:{layer}:{selection.picture.image_id}",
+    channel = right.number_input(f"Channel (0 to {len(maps) - 1})", 0, len(maps) - 1,
+                                 key=links.linked("unit_channel", most_active, range(len(maps)), int, "the channel"),
                                  help=f"Starts at the channel most active on your picture (#{most_active}).")
     return layer, int(channel)
 
@@ -48,7 +49,7 @@ def synthesized_ui(selection: widgets.Selection, picture, what: str) -> None:
 selection = widgets.sidebar()
 clf = selection.clf
 st.title("What a unit wants to see")
-st.markdown(
+widgets.lesson(
     "Grad-CAM shows where a network looked; this shows what it looks *for*. DeepVis (Yosinski et al. 2015) starts "
     "from noise and changes the picture, step by step, to excite one unit as much as possible; kept natural by a few "
     "regularizers (here Olah et al.'s 2017 recipe: a Fourier-space picture, natural colour axes, random jitter, "
@@ -57,8 +58,8 @@ st.markdown(
 )
 st.latex(r"x^* = \arg\max_x\; a_{\text{unit}}(x) \quad\text{by}\quad x \leftarrow x + \eta\,"
          r"\nabla_x\, a_{\text{unit}}\big(T(x)\big),\; T \text{ a random jitter, scale and rotation}")
-kind = st.segmented_control("Excite", ["a class", "a channel of a layer"], default="a class", key="unit_kind") \
-    or "a class"
+kind = st.segmented_control("Excite", KINDS, key=links.linked("excite", KINDS[0], KINDS, label="what to excite")) \
+    or KINDS[0]
 if kind == "a class":
     target = class_ui(selection)
     left, right = st.columns([3, 2])

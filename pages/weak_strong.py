@@ -8,7 +8,7 @@ import streamlit as st
 from PIL import Image
 
 import gradcam_core as gc
-from ui import resources, shapes_view, tally, widgets
+from ui import links, resources, shapes_view, tally, widgets
 from ui.source import show_code
 
 #: Pair -> (weaker, stronger) model.
@@ -88,7 +88,7 @@ def class_results_ui() -> None:
 
 selection = widgets.sidebar()
 st.title("Weak or strong model?")
-st.markdown(
+widgets.lesson(
     "Two networks give the same, right answer. Can their maps tell you which one to trust? In the Grad-CAM paper "
     "(Section 5.3) people saw the visualizations of AlexNet and of the more accurate VGG-16 on pictures both "
     "classified right, and rated VGG-16 as more reliable (by +1.27 on a scale from -2 to +2 with Guided "
@@ -97,8 +97,9 @@ st.markdown(
 )
 pairs = {name: pair for name, pair in PAIRS.items() if all(resources.model_ready(model) for model in pair)}
 left, right = st.columns(2)
-pair_name = left.radio("Which two models", list(pairs), key="trust_pair")
-method = right.radio("Visualization", list(METHODS), format_func=METHODS.get, key="trust_method", horizontal=True)
+pair_name = left.radio("Which two models", list(pairs), key=links.linked("pair", list(pairs)[0], pairs, label="the pair"))
+method = right.radio("Visualization", list(METHODS), format_func=METHODS.get, horizontal=True,
+                     key=links.linked("visualization", "grad_cam", METHODS))
 pair = pairs[pair_name]
 pictures = resources.agreed_pictures(pair, HELD_OUT, widgets.DISPLAY_SIDE)
 if not pictures:

@@ -58,7 +58,7 @@ def record(key: str, choice: str, right: bool | None, detail: str) -> None:
 selection = widgets.sidebar()
 clf = selection.clf
 st.title("Where would you look?")
-st.markdown(
+widgets.lesson(
     f"Before you see the model's map: **click where you see the evidence for '{selection.class_name}'** (the "
     "sidebar's picture and class). Then compare with where Grad-CAM's map peaks. On a shapes picture the true "
     "object is known, so you and the model both play the pointing game."

@@ -18,7 +18,7 @@ from streamlit.testing.v1 import AppTest  # noqa: E402
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 PAGES = ["home", "activations", "cam", "grad_cam", "guided", "compare", "shapes_lab", "gallery", "trust",
-         "bias", "adversarial", "failures", "weak_strong", "units", "depth"]
+         "bias", "adversarial", "failures", "weak_strong", "units", "depth", "quiz", "where", "class_results"]
 TIGER_CAT, EGYPTIAN_CAT = 282, 285
 
 
@@ -213,7 +213,7 @@ def test_the_gallery_draws_every_chosen_method_in_the_registry():
     at.selectbox(key="widget:model").set_value("shapes_gap").run()
     for kind in ("layer gradient", "layer activation", "input gradient"):
         names = [name for name, method in gc.METHODS.items() if method.kind == kind]
-        at.button_group(key=f"gallery_methods:{kind}").set_value(names).run()
+        at.button_group(key=f"methods_{kind.replace(' ', '_')}").set_value(names).run()
     assert not problems(at) and not at.error, [e.value for e in at.error]
     text = gallery_captions(at)
     for name in ("grad_cam", "grad_cam_plus_plus", "xgrad_cam", "layer_cam", "hires_cam", "eigen_cam", "saliency",
@@ -226,7 +226,7 @@ def test_the_gallery_draws_every_chosen_method_in_the_registry():
 def test_the_gallery_runs_the_slow_methods():
     at = open_page("gallery")
     at.selectbox(key="widget:model").set_value("shapes_gap").run()
-    at.button_group(key="gallery_methods:perturbation").set_value(["score_cam", "ablation_cam"]).run()
+    at.button_group(key="methods_perturbation").set_value(["score_cam", "ablation_cam"]).run()
     assert not problems(at) and not at.error, [e.value for e in at.error]
     assert "**Score-CAM**" in gallery_captions(at) and "**Ablation-CAM**" in gallery_captions(at)
     before = image_ids(at)
@@ -342,7 +342,7 @@ def test_the_unit_page_synthesizes_a_class_and_shows_three_views_of_a_channel():
     at = open_with_model("units", "shapes_gap")
     assert not problems(at) and not at.error
     assert "The network calls it:" in "\n".join(c.value for c in at.caption)
-    at.button_group(key="unit_kind").set_value("a channel of a layer").run()
+    at.button_group(key="excite").set_value("a channel of a layer").run()
     assert not problems(at) and not at.error
     captions = str([image.proto for image in at.get("image")])
     assert "on your picture" in captions and captions.count("held-out #") == 3
@@ -357,3 +357,130 @@ def test_the_depth_page_explains_every_block_with_its_receptive_field():
     assert not problems(at)
     assert {m.label: m.value for m in at.metric}["What one cell can see"] == "3x3 pixels"
     assert "A layer1 cell sits 2 input pixels from its neighbour" in page_text(at)
+
+
+# --- shareable views -----------------------------------------------------------------------------
+
+SHARED = {"model": "shapes_gap", "seed": "3", "class": "4", "cmap": "viridis", "alpha": "0.35"}
+
+
+def open_link(page: str, params: dict[str, str]) -> AppTest:
+    """What a student gets from a copied address: the app opened with these query parameters."""
+    at = AppTest.from_file(APP, default_timeout=180)
+    at.query_params.update(params)
+    at.run()
+    if page != "home":
+        at.switch_page(f"pages/{page}.py").run()
+    return at
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_a_link_restores_the_sidebar_on_every_page_and_the_page_keeps_it_in_the_url(page):
+    at = open_link(page, SHARED)
+    assert not problems(at)
+    assert at.session_state["model"] == "shapes_gap" and at.session_state["shapes_seed"] == 3
+    assert class_box(at).value == 4 and at.session_state["cmap"] == "viridis" and at.session_state["alpha"] == 0.35
+    for name, value in SHARED.items():
+        assert at.query_params[name] == value, name
+
+
+@pytest.mark.parametrize("page, params, check", [
+    ("adversarial", {"attack_epsilon": "7", "attack_steps": "3", "attack_stop": "0"},
+     lambda at: (at.slider(key="attack_epsilon").value, at.slider(key="attack_steps").value,
+                 at.toggle(key="attack_stop").value) == (7, 3, False)),
+    ("depth", {"model": "shapes_gap", "depth": "layer2"},
+     lambda at: {m.label: m.value for m in at.metric}["What one cell can see"] == "9x9 pixels"),
+    ("grad_cam", {"weights_layer": "layer2"}, lambda at: at.button_group(key="weights_layer").value == "layer2"),
+    ("gallery", {"methods_perturbation": "occlusion", "gallery_stages": "layer4"},
+     lambda at: at.button_group(key="methods_perturbation").value == ["occlusion"]),
+    ("bias", {"bias_seed": "12", "bias_tag": "lies (another class's tag)"},
+     lambda at: at.number_input(key="bias_seed").value == 12),
+    ("units", {"model": "shapes_gap", "excite": "a channel of a layer", "unit_layer": "layer2", "unit_channel": "5"},
+     lambda at: at.number_input(key="unit_channel").value == 5),
+])
+def test_a_link_restores_the_page_controls(page, params, check):
+    at = open_link(page, params)
+    assert not problems(at) and not at.error
+    assert check(at)
+    for name, value in params.items():
+        assert at.query_params[name] == value, name
+
+
+def test_a_link_with_values_that_no_longer_exist_opens_the_defaults_with_one_notice():
+    at = AppTest.from_file(APP, default_timeout=180)
+    at.query_params.update({"model": "vgg99", "class": "5000", "sample": "Gone", "cmap": "rainbowz", "alpha": "2",
+                            "weights_layer": "layer9"})
+    notices = []
+    for step in (at.run, lambda: at.switch_page("pages/grad_cam.py").run()):
+        step()
+        assert not problems(at) and not at.error
+        shown = [i.value for i in at.info if "does not have" in i.value]
+        assert len(shown) <= 1  # one notice a run, however many values were wrong
+        notices += shown
+    for asked in ("the model 'vgg99'", "the class '5000'", "the sample 'Gone'", "the colormap 'rainbowz'",
+                  "the opacity '2'", "'layer9'"):
+        assert any(asked in notice for notice in notices), asked
+    assert at.session_state["model"] == "efficientnet_lite0" and at.session_state["cmap"] == "jet"
+    assert at.query_params["model"] == "efficientnet_lite0"
+
+
+def test_an_uploaded_picture_says_it_cannot_travel_in_a_link():
+    at = open_page("grad_cam")
+    at.radio(key="widget:image_source").set_value("Upload").run()
+    assert any("cannot travel in a link" in c.value for c in at.sidebar.caption)
+    assert "sample" not in at.query_params
+
+
+def test_presenter_mode_folds_the_lesson_hides_the_code_and_travels_in_the_url():
+    at = open_link("cam", {"present": "1"})
+    assert not problems(at)
+    assert at.toggle(key="widget:presenter").value is True
+    labels = [e.label for e in at.expander]
+    assert "The lesson, in words" in labels and "Show the code" not in labels
+    at.toggle(key="widget:presenter").set_value(False).run()
+    assert "Show the code" in [e.label for e in at.expander] and at.query_params["present"] == "0"
+
+
+# --- the classroom -------------------------------------------------------------------------------
+
+
+def test_a_whole_quiz_round_is_scored_and_ends_with_the_papers_result():
+    from ui.quiz import QUESTIONS
+    from ui.tally import Tally
+
+    before = len(Tally().answers("quiz"))
+    at = open_page("quiz")
+    for number in range(QUESTIONS):
+        assert not problems(at) and not at.error, number
+        assert f"Question {number + 1} of {QUESTIONS}" in page_text(at)
+        radio = next(r for r in at.radio if r.label == "Which class does it explain?")
+        radio.set_value(radio.options[0])
+        next(b for b in at.button if b.label == "Answer").click().run()
+        assert any(("Right" in m or "Not this time" in m) for m in (*[e.value for e in at.success],
+                                                                     *[e.value for e in at.error]))
+        next(b for b in at.button if b.label == "Next question").click().run()
+    assert "44.44%" in page_text(at) and "61.23%" in page_text(at)
+    table = at.dataframe[0].value
+    assert table["questions"].sum() == QUESTIONS
+    assert len(Tally().answers("quiz")) == before + QUESTIONS
+
+
+def test_where_would_you_look_asks_for_a_click_first():
+    at = open_page("where")
+    assert not problems(at)
+    assert any("Click on the picture" in i.value for i in at.info)
+
+
+def test_the_class_results_page_shows_the_tally_and_the_teacher_can_reset_it():
+    from ui.tally import Tally
+
+    store = Tally()
+    store.record("quiz", "tiger cat", session="t1", correct=True, detail="grad_cam")
+    store.record("quiz", "circle", session="t2", correct=False, detail="guided_backprop")
+    store.record("where", "hit", session="t1", correct=True, detail="shapes_gap|model hit")
+    at = open_page("class_results")
+    assert not problems(at) and not at.error
+    assert at.get("plotly_chart") and "answers from" in "\n".join(c.value for c in at.caption)
+    next(b for b in at.button if b.label == "Delete all answers").click().run()
+    assert not problems(at)
+    assert Tally().answers() == []

@@ -69,6 +69,9 @@ PAGES = {
     "weak_strong": ("/weak_strong", True),
     "units": ("/units", True),
     "depth": ("/depth", True),
+    "quiz": ("/quiz", True),
+    "where": ("/where", False),
+    "class_results": ("/class_results", False),
 }
 
 #: The sidebar's page links, as ui/widgets.py's PAGES lists them.
@@ -88,6 +91,9 @@ NAV_TITLES = [
     "12 · Weak or strong model?",
     "13 · What a unit wants to see",
     "14 · Grad-CAM at every depth",
+    "15 · Which class is it? (quiz)",
+    "16 · Where would you look?",
+    "17 · Class results",
 ]
 
 MAIN = '[data-testid="stMain"]'
@@ -380,3 +386,32 @@ def test_gallery_runs_a_slow_method_with_progress_and_cancel(server, page):
         assert_no_errors(page)
     finally:
         screenshot(page, "gallery_score_cam_layer3")
+
+
+def test_a_shared_link_opens_the_same_view(server, page):
+    """A teacher's copied address: model, picture, class, colormap and a page control all come back."""
+    link = "/adversarial?model=shapes_gap&seed=3&class=4&cmap=viridis&alpha=0.35&attack_epsilon=9&attack_steps=4"
+    open_page(page, server + link, needs_figure=True)
+    try:
+        assert_no_errors(page)
+        sidebar = page.locator(SIDEBAR).inner_text()
+        assert "Shapes: GAP head" in sidebar and "Shapes image #3" in sidebar and "star" in sidebar
+        assert "viridis" in sidebar and "0.35" in sidebar
+        main = page.locator(MAIN).inner_text()
+        assert "9" in page.locator(f'{MAIN} [data-testid="stSlider"]').first.inner_text()
+        assert "at most 9/255" in main
+        # the address bar keeps the view, so the link can be passed on again
+        assert "seed=3" in page.url and "attack_epsilon=9" in page.url and "class=4" in page.url
+    finally:
+        screenshot(page, "shared_link_adversarial")
+
+
+def test_a_link_with_values_that_no_longer_exist_opens_the_defaults_with_one_notice(server, page):
+    open_page(page, server + "/grad_cam?model=vgg99&class=5000&sample=Nope", needs_figure=True)
+    try:
+        assert_no_errors(page)
+        main = page.locator(MAIN).inner_text()
+        assert "which this version of the app does not have" in main
+        assert "EfficientNet-Lite0" in page.locator(SIDEBAR).inner_text()
+    finally:
+        screenshot(page, "bad_link_grad_cam")

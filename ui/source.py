@@ -8,7 +8,10 @@ import streamlit as st
 
 
 def show_code(call: str, *objects: object) -> None:
-    """An expander with the call the page made, then the source of each package object it used."""
+    """An expander with the call the page made, then the source of each package object it used
+    (hidden in presenter mode)."""
+    if st.session_state.get("presenter"):
+        return
     with st.expander("Show the code"):
         st.caption("The call this page makes (the page caches its result):")
         st.code(call, language="python")

@@ -20,7 +20,7 @@ from PIL import Image
 import gradcam_core as gc
 from gradcam_core import shapes
 
-from . import figures, resources
+from . import figures, links, resources
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets" / "images"
 
@@ -39,6 +39,13 @@ BULL_MASTIFF, TIGER_CAT = 243, 282
 UPLOAD_TYPES = ["png", "jpg", "jpeg", "gif", "bmp", "tif", "tiff", "webp"]
 COLORMAPS = ["jet", "turbo", "inferno", "viridis", "magma", "coolwarm"]
 DISPLAY_SIDE = 640
+# Presenter mode: larger type for a projector, and no "Show the code" or download buttons.
+PRESENTER_STYLE = """<style>
+html, .stMarkdown p, .stMarkdown li { font-size: 1.25rem !important; }
+h1 { font-size: 3.2rem !important; }
+[data-testid="stMetricValue"] { font-size: 2.6rem !important; }
+[data-testid="stDownloadButton"] { display: none; }
+</style>"""
 SHAPES_DISPLAY_SIDE = 256
 
 
@@ -67,6 +74,7 @@ class Selection:
     target: int
     cmap: str
     alpha: float
+    presenter: bool = False
 
     @property
     def model_key(self) -> str:
@@ -163,8 +171,10 @@ def _store(key: str) -> None:
 
 
 def sidebar() -> Selection:
-    """Set up the page and draw the shared sidebar; every page starts with it."""
+    """Set up the page and draw the shared sidebar; every page starts with it. Its choices travel in
+    the URL (see :mod:`ui.links`), so a copied address opens the same view."""
     st.set_page_config(page_title="Where does a CNN look?", page_icon=":mag:", layout="wide")
+    links.start_run()
     with st.sidebar:
         navigation_ui()
         model = model_ui()
@@ -174,7 +184,9 @@ def sidebar() -> Selection:
         probabilities = resources.probabilities(resources.model_key(model), picture.image_id, clf, x)
         target = class_ui(clf, probabilities, key=f"class:{resources.model_key(model)}:{picture.image_id}")
         cmap, alpha = display_ui()
-    return Selection(model, clf, picture, x, probabilities, target, cmap, alpha)
+        presenter = presenter_ui()
+    links.notices_ui()
+    return Selection(model, clf, picture, x, probabilities, target, cmap, alpha, presenter)
 
 
 def model_ui() -> str:
@@ -182,21 +194,29 @@ def model_ui() -> str:
     names += list(shapes.NETWORKS)
     if "trained_classifier" in st.session_state:
         names.append("shapes_gap_trained")
+    links.restore("model", "model", str, lambda name: name in names and name != "shapes_gap_trained", "the model")
     if st.session_state.get("model") not in names:
         st.session_state["model"] = names[0]
-    return st.selectbox(
+    model = st.selectbox(
         "Model", names, format_func=resources.MODEL_LABELS.get, **remembered("model"),
         help="ResNet34 appears once its ImageNet weights are downloaded (Home page).",
     )
+    links.publish("model", model)
+    return model
 
 
 def picture_ui() -> Picture:
+    if links.restore("sample", "sample", str, lambda name: name in SAMPLES, "the sample"):
+        st.session_state["image_source"] = "Samples"
     source = st.radio("Image", ["Samples", "Upload", "Camera"], horizontal=True, **remembered("image_source", "Samples"))
     if source == "Samples":
         name = st.selectbox("Sample", list(SAMPLES), **remembered("sample", DEFAULT_SAMPLE),
                             help="Freely licensed photos; see assets/images/ATTRIBUTION.md.")
         st.caption(f"Look for {SAMPLES[name][1]}.")
+        links.publish("sample", name)
         return _sample(name)
+    st.query_params.pop("sample", None)
+    st.caption("Your own picture cannot travel in a link: a copied address opens this view with a sample.")
     if source == "Upload":
         st.file_uploader("Upload an image", type=UPLOAD_TYPES, key="widget:upload", on_change=_store_file,
                          args=("upload",))
@@ -251,9 +271,11 @@ def _display_image(image_id: str, _data: bytes) -> Image.Image:
 
 
 def shapes_picture_ui() -> Picture:
+    links.restore("seed", "shapes_seed", int, lambda seed: 0 <= seed < 10**6, "the shapes picture")
     seed = st.session_state.setdefault("shapes_seed", 0)
     if st.button("New image", key="new_shapes_image", help="Draw another random shape on clutter."):
         seed = st.session_state["shapes_seed"] = seed + 1
+    links.publish("seed", seed)
     batch = resources.shapes_sample(seed)
     small = Image.fromarray(batch.pictures[0])
     st.caption(f"Shapes image #{seed}: a {shapes.CLASSES[int(batch.labels[0])]}.")
@@ -266,17 +288,35 @@ def class_ui(clf: gc.Classifier, probabilities: torch.Tensor, key: str) -> int:
     top = probabilities.topk(min(5, len(clf.categories))).indices.tolist()
     st.plotly_chart(figures.top_classes(clf.categories, probabilities, top), key=f"top5:{key}")
     order = top + [c for c in range(len(clf.categories)) if c not in top]
-    return st.selectbox(
+    links.restore("class", key, int, lambda c: 0 <= c < len(clf.categories), "the class")
+    target = st.selectbox(
         "Class to explain", order, **remembered(key),
         format_func=lambda c: f"{clf.categories[c]} ({float(probabilities[c]):.1%})",
         help="The model's top-5 come first; type to search all classes.",
     )
+    links.publish("class", target)
+    return target
 
 
 def display_ui() -> tuple[str, float]:
+    links.restore("cmap", "cmap", str, lambda name: name in COLORMAPS, "the colormap")
+    links.restore("alpha", "alpha", float, lambda a: 0.0 <= a <= 1.0 and abs(a * 20 - round(a * 20)) < 1e-9, "the opacity")
     cmap = st.selectbox("Colormap", COLORMAPS, **remembered("cmap", COLORMAPS[0]))
     alpha = st.slider("Map opacity", 0.0, 1.0, step=0.05, **remembered("alpha", 0.5))
+    links.publish("cmap", cmap)
+    links.publish("alpha", alpha)
     return cmap, alpha
+
+
+def presenter_ui() -> bool:
+    """Presenter mode: larger text and figures, explanations folded away, the code views hidden."""
+    links.restore("present", "presenter", links.boolean, lambda value: isinstance(value, bool), "presenter mode")
+    presenter = st.toggle("Presenter mode", **remembered("presenter", False),
+                          help="For a projector: larger text, explanations folded, only the controls that matter.")
+    links.publish("present", presenter)
+    if presenter:
+        st.html(PRESENTER_STYLE)
+    return presenter
 
 
 def second_class_ui(selection: Selection, key: str) -> int:
@@ -292,5 +332,15 @@ def second_class_ui(selection: Selection, key: str) -> int:
 
 
 def layer_ui(clf: gc.Classifier, label: str = "Layer", default: int = -1, key: str = "layer") -> str:
-    """One of the model's stages, all of them in sight."""
-    return st.segmented_control(label, clf.stages, default=clf.stages[default], key=key) or clf.stages[default]
+    """One of the model's stages, all of them in sight; in the URL under ``key``."""
+    links.linked(key, clf.stages[default], clf.stages, label=f"the layer ({label.lower()})")
+    return st.segmented_control(label, clf.stages, key=key) or clf.stages[default]
+
+
+def lesson(text: str) -> None:
+    """A page's explanation: shown, or folded into an expander in presenter mode."""
+    if st.session_state.get("presenter"):
+        with st.expander("The lesson, in words"):
+            st.markdown(text)
+    else:
+        st.markdown(text)
