@@ -47,31 +47,57 @@ the methods that send the score back to the pixels. The gallery sets all {len(gc
 Pick a model, an image and a class in the sidebar; your choice follows you from page to page.
 """
 )
+#: The 45-minute class: (minutes, page, what to do and what to ask).
+CLASS_PLAN = [
+    ("0-5", "pages/home.py", "Project this page with Presenter mode on (sidebar). Ask: where would *you* look to "
+     "tell a dog from a cat?"),
+    ("5-10", "pages/activations.py", "layer1 on the bulldog-and-cat photo: edges and colours. Ask: can a network "
+     "decide from edges alone?"),
+    ("10-17", "pages/cam.py", "The GAP head and the CAM map; then the weights taken apart. Ask: which channels "
+     "vote for 'bull mastiff'?"),
+    ("17-22", "pages/grad_cam.py", "layer1 to layer4 side by side; click a cell to see its receptive field. Ask: "
+     "why is layer4 coarse?"),
+    ("22-30", "pages/quiz.py", "Everyone answers ten questions on their own device. Ask: which visualizations made "
+     "the class easy to name?"),
+    ("30-37", "pages/bias.py", "Make the tag lie. Ask: would the accuracy alone have warned you?"),
+    ("37-42", "pages/weak_strong.py", "Everyone votes on a few pictures. Ask: what made one map look more trustworthy?"),
+    ("42-45", "pages/class_results.py", "The class's answers against the paper's. Export them as CSV if you want."),
+]
+#: The self-study path: (page, what to try).
+SELF_STUDY = [
+    ("pages/activations.py", "what each layer responds to"),
+    ("pages/cam.py", "the map a GAP network gives for free, and global average against max pooling"),
+    ("pages/grad_cam.py", "Grad-CAM from layer1 to layer4, and what one cell sees"),
+    ("pages/depth.py", "every block, and where the map finds the object"),
+    ("pages/guided.py", "saliency, guided backprop, the deconvnet and Guided Grad-CAM for two classes"),
+    ("pages/compare.py", "CAM and Grad-CAM: the same map where both apply"),
+    ("pages/shapes_lab.py", "train a network in a minute and watch its CAM learn where"),
+    ("pages/gallery.py", "all the methods side by side"),
+    ("pages/trust.py", "which map to trust: deletion, insertion and sanity checks"),
+    ("pages/units.py", "what a unit wants to see"),
+    ("pages/bias.py", "a network that learned a shortcut"),
+    ("pages/adversarial.py", "an invisible change that flips the answer"),
+    ("pages/failures.py", "a network's mistakes, judged"),
+    ("pages/quiz.py", "the paper's quiz: which class is it?"),
+]
+TITLES = {path: (title, icon) for path, title, icon in widgets.PAGES}
+
 left, right = st.columns([3, 2])
 with left:
-    st.subheader("A path through the pages")
-    st.page_link("pages/activations.py", label="1 · Activations: what each layer responds to", icon=":material/grid_view:")
-    st.page_link("pages/cam.py", label="2 · CAM: the map a GAP network gives for free", icon=":material/functions:")
-    st.page_link("pages/grad_cam.py", label="3 · Grad-CAM from layer1 to layer4", icon=":material/layers:")
-    st.page_link("pages/guided.py", label="4 · Saliency, guided backprop, deconvnet, and Guided Grad-CAM", icon=":material/blur_on:")
-    st.page_link("pages/compare.py", label="5 · CAM vs Grad-CAM: the same map, where both apply", icon=":material/compare:")
-    st.page_link("pages/shapes_lab.py", label="6 · Train a GAP network and watch it learn where", icon=":material/school:")
-    st.page_link("pages/gallery.py", label="7 · Every method side by side: the gallery", icon=":material/view_module:")
-    st.page_link("pages/trust.py", label="8 · Which map to trust? Faithfulness and sanity checks", icon=":material/verified:")
-    st.caption("DIAGNOSE: what the maps are for, after the Grad-CAM paper's second half")
-    st.page_link("pages/bias.py", label="9 · Catch a network that learned a shortcut", icon=":material/search:")
-    st.page_link("pages/adversarial.py", label="10 · Fool a network, and see Grad-CAM still find the object",
-                 icon=":material/bug_report:")
-    st.page_link("pages/failures.py", label="11 · Judge a network's mistakes", icon=":material/report:")
-    st.page_link("pages/weak_strong.py", label="12 · Tell the stronger of two models by their maps",
-                 icon=":material/fitness_center:")
-    st.markdown(
-        """
-**For a class:** start with the bulldog-and-cat picture. On page 3, compare `layer1` (edges and
-background everywhere) with `layer4` (on the animal); on page 4, switch the class between
-'bull mastiff' and 'tiger cat' and watch the map move from one animal to the other.
-"""
-    )
+    teach, learn = st.tabs(["A 45-minute class", "On your own"])
+    with teach:
+        st.caption("For a teacher with a projector; students open the same pages on their laptops. Copy a page's "
+                   "address from the browser and paste it in the class chat: the link opens the same model, "
+                   "picture, class and settings on every student's screen.")
+        for minutes, path, what in CLASS_PLAN:
+            title, icon = TITLES[path]
+            st.page_link(path, label=f"{minutes} min · {title}", icon=icon)
+            st.caption(what)
+    with learn:
+        st.caption("Each page names its paper, what to look for, and ends with the code that made its pictures.")
+        for path, what in SELF_STUDY:
+            title, icon = TITLES[path]
+            st.page_link(path, label=f"{title}: {what}", icon=icon)
 with right:
     st.subheader("Models")
     st.success("**EfficientNet-Lite0 and Lite2** are ready: their ImageNet weights come with pip, no network needed.")

@@ -104,6 +104,7 @@ def evaluation_ui(selection: widgets.Selection) -> list[gc.evaluation.MethodScor
                    f"{meta['description']}; layer methods at {meta['layer']}.")
         located = meta["located"]
     else:
+        # Not in the URL: a shared link must not start minutes of work in every student's browser.
         if not st.toggle(f"Measure every method live on {LIVE_PICTURES} pictures (minutes)", key="trust_live"):
             st.caption("No shipped table for this model. The toggle runs a small one here, with a progress bar.")
             return None

@@ -105,9 +105,11 @@ pictures = resources.agreed_pictures(pair, HELD_OUT, widgets.DISPLAY_SIDE)
 if not pictures:
     st.warning("The two models agree on no picture here.")
     st.stop()
-number = st.session_state.setdefault(f"trust_picture:{pair_name}", 0) % len(pictures)
+number = st.session_state[links.linked("picture", 0, range(len(pictures)), int, "the picture")]
 if st.button("Another picture", key="trust_next"):
-    number = st.session_state[f"trust_picture:{pair_name}"] = (number + 1) % len(pictures)
+    number = (number + 1) % len(pictures)
+    st.session_state["picture"] = number
+    links.publish("picture", number)
 image_id, picture, source, target = pictures[number]
 order = list(pair)
 random.Random(image_id).shuffle(order)  # the same hidden order for everyone who sees this picture

@@ -354,3 +354,31 @@ def test_generate_biased_returns_model_ready_tensors():
 def test_a_bias_outside_zero_one_is_refused(bias):
     with pytest.raises(ValueError, match="probability"):
         shapes.render_biased(1, seed=0, bias=bias)
+
+
+# --- two objects ---------------------------------------------------------------------------------
+
+
+def test_two_object_pictures_hold_two_classes_with_disjoint_masks():
+    images, labels, masks = shapes.generate(60, seed=9, objects=2)
+    assert images.shape == (60, 3, 64, 64) and labels.shape == (60, 2) and masks.shape == (60, 2, 64, 64)
+    assert (labels[:, 0] != labels[:, 1]).all() and (labels[:, 0] == (9 + torch.arange(60)) % 5).all()
+    assert not (masks[:, 0] & masks[:, 1]).any() and masks.flatten(2).any(dim=2).all()
+    batch = shapes.render_pairs(60, seed=9)
+    assert batch.boxes.shape == (60, 2, 4)
+    assert torch.equal(batch.boxes[:, 1], boxes_from_masks(batch.masks[:, 1]))
+
+
+def test_cam_tells_the_two_objects_apart():
+    batch = shapes.render_pairs(100, seed=10)
+    clf = gc.load_model("shapes_gap")
+    cam = gc.CAM(clf.module, clf.cam_layer, clf.fc)
+    for k in (0, 1):
+        maps = cam(batch.images, target=batch.labels[:, k]).maps[clf.cam_layer]
+        assert metrics.pointing_game_hits(maps, batch.masks[:, k]).float().mean() >= 0.85
+        assert metrics.pointing_game_hits(maps, batch.masks[:, 1 - k]).float().mean() <= 0.05
+
+
+def test_one_or_two_objects_only():
+    with pytest.raises(ValueError, match="one or two objects"):
+        shapes.generate(1, seed=0, objects=3)

@@ -327,7 +327,9 @@ def second_class_ui(selection: Selection, key: str) -> int:
     else:
         default = next(c for c in selection.probabilities.argsort(descending=True).tolist() if c != first)
     order = [default] + [c for c in range(len(clf.categories)) if c != default]
-    return st.selectbox("Against the class", order, key=f"{key}:{selection.picture.image_id}:{first}",
+    links.linked(key, default, parse=int, valid=lambda c: 0 <= c < len(clf.categories) and c != first,
+                 label="the class to set against")
+    return st.selectbox("Against the class", order, key=key,
                         format_func=lambda c: f"{clf.categories[c]} ({float(selection.probabilities[c]):.1%})")
 
 
