@@ -12,6 +12,10 @@ from ui import figures, links, resources, shapes_view, widgets
 from ui.source import show_code
 
 
+# The "push towards" choice of an untargeted attack (class indices start at 0).
+ANY_CLASS = -1
+
+
 def settings_ui(selection: widgets.Selection, label: int) -> tuple[int, int, int | None, bool]:
     """Budget in 0-255 levels, PGD steps, an optional target class (not ``label``, the class attacked),
     and whether to stop at the flip."""
@@ -21,16 +25,16 @@ def settings_ui(selection: widgets.Selection, label: int) -> tuple[int, int, int
     steps = middle.slider("PGD steps", 1, 20, key=links.linked("attack_steps", 10, range(1, 21), int),
                           help="1 step of size ε is FGSM.")
     clf = selection.clf
-    choices = [None] + [c for c in selection.probabilities.argsort(descending=True).tolist() if c != label]
-    target = right.selectbox("Push towards", choices, key=links.linked("attack_target", None, choices, links.optional_int,
+    choices = [ANY_CLASS] + [c for c in selection.probabilities.argsort(descending=True).tolist() if c != label]
+    target = right.selectbox("Push towards", choices, key=links.linked("attack_target", ANY_CLASS, choices, int,
                                                                        "the target class"),
-                             format_func=lambda c: "any other class" if c is None else clf.categories[c],
+                             format_func=lambda c: "any other class" if c == ANY_CLASS else clf.categories[c],
                              help="Untargeted: away from the class. Targeted: towards the class you pick.")
     stop = st.toggle("Stop as soon as the prediction flips", key=links.linked("attack_stop", True, (True, False),
                                                                                links.boolean),
                      help="The smallest change that flips the answer. Off: PGD spends its whole budget, and goes on "
                           "erasing the original class's evidence after the flip.")
-    return levels, steps, target, stop
+    return levels, steps, None if target == ANY_CLASS else target, stop
 
 
 def model_view(selection: widgets.Selection, x: torch.Tensor) -> np.ndarray:

@@ -395,8 +395,7 @@ def test_a_shared_link_opens_the_same_view(server, page):
     try:
         assert_no_errors(page)
         sidebar = page.locator(SIDEBAR).inner_text()
-        assert "Shapes: GAP head" in sidebar and "Shapes image #3" in sidebar and "star" in sidebar
-        assert "viridis" in sidebar and "0.35" in sidebar
+        assert "Shapes image #3: a cross." in sidebar and "0.35" in sidebar  # the shapes model, its picture
         main = page.locator(MAIN).inner_text()
         assert "9" in page.locator(f'{MAIN} [data-testid="stSlider"]').first.inner_text()
         assert "at most 9/255" in main
@@ -412,6 +411,37 @@ def test_a_link_with_values_that_no_longer_exist_opens_the_defaults_with_one_not
         assert_no_errors(page)
         main = page.locator(MAIN).inner_text()
         assert "which this version of the app does not have" in main
-        assert "EfficientNet-Lite0" in page.locator(SIDEBAR).inner_text()
+        assert "Look for 'bull mastiff'" in page.locator(SIDEBAR).inner_text()  # the default model and sample
     finally:
         screenshot(page, "bad_link_grad_cam")
+
+
+def _click_picture(page, x: int, y: int) -> None:
+    """Click the streamlit-image-coordinates component's picture at (x, y) of its displayed pixels."""
+    frame = page.frame_locator('iframe[title*="streamlit_image_coordinates"]').first
+    frame.locator("img").click(position={"x": x, "y": y})
+    wait_idle(page)
+
+
+def test_where_would_you_look_scores_a_click(server, page):
+    open_page(page, server + "/where?model=shapes_gap&seed=0", needs_figure=False)
+    try:
+        _click_picture(page, 120, 120)
+        assert_no_errors(page)
+        main = page.locator(MAIN).inner_text()
+        assert "The model's map at your point" in main and "You, on the shape?" in main
+        assert "The model, on the shape?" in main
+    finally:
+        screenshot(page, "where_clicked")
+
+
+def test_clicking_a_cell_shows_its_receptive_field(server, page):
+    open_page(page, server + "/depth?model=shapes_gap&depth=layer2", needs_figure=True)
+    try:
+        assert "(the centre; click to choose)" in page.locator(MAIN).inner_text()
+        _click_picture(page, 20, 20)
+        assert_no_errors(page)
+        main = page.locator(MAIN).inner_text()
+        assert "(the centre; click to choose)" not in main and "Cell (0, 0)" in main
+    finally:
+        screenshot(page, "depth_clicked")
