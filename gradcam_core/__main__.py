@@ -299,7 +299,7 @@ def synthesize_main(argv: list[str]) -> int:
         prog="python -m gradcam_core synthesize",
         description="Activation maximization: for each class and each layer:channel, the picture that excites it "
         "the most (Fourier parameterization, decorrelated colours, transformation robustness). Writes one PNG "
-        "each and index.json, which the dashboard reads.",
+        "each, and adds them to index.json (which the dashboard reads) as each is done.",
     )
     parser.add_argument("--model", default="efficientnet_lite0", choices=MODELS)
     parser.add_argument("--classes", default=GALLERY_CLASSES, help="comma-separated class names or indices")
@@ -311,13 +311,18 @@ def synthesize_main(argv: list[str]) -> int:
     try:
         classifier = load_model(args.model)
         targets = [class_index(classifier, name.strip()) for name in args.classes.split(",") if name.strip()]
-        units = [(layer, int(channel)) for layer, channel in
-                 (pair.split(":") for pair in args.channels.split(",") if pair.strip())]
+        units = []
+        for pair in (p.strip() for p in args.channels.split(",") if p.strip()):
+            layer, _, channel = pair.rpartition(":")
+            if not layer or not channel.isdigit():
+                raise ValueError(f"{pair!r} is not layer:channel, e.g. layer4:652.")
+            units.append((layer, int(channel)))
     except (ValueError, RuntimeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
-    index = []
+    index_file = args.out / "index.json"
+    index = json.loads(index_file.read_text()) if index_file.is_file() else []
     jobs = [({"target": t}, f"class {t} ({classifier.categories[t]})", f"{args.model}_class{t}.png") for t in targets]
     jobs += [({"layer": layer, "channel": c}, f"{layer} channel {c}", f"{args.model}_{layer}_channel{c}.png")
              for layer, c in units]
@@ -330,10 +335,11 @@ def synthesize_main(argv: list[str]) -> int:
             return 2
         seconds = time.perf_counter() - start
         Image.fromarray((picture * 255).round().byte().permute(1, 2, 0).numpy()).save(args.out / filename)
+        index = [entry for entry in index if entry.get("file") != filename]  # a picture made again replaces its entry
         index.append({"model": args.model, **objective, "steps": args.steps, "seed": args.seed, "file": filename,
                       "seconds": round(seconds, 1)})
+        index_file.write_text(json.dumps(index, indent=1) + "\n")
         print(f"{label}: {args.out / filename} ({seconds:.1f} s)", flush=True)
-    (args.out / "index.json").write_text(json.dumps(index, indent=1) + "\n")
     return 0
 
 

@@ -194,12 +194,12 @@ def rectified_gradients(
     """
     hook = RECTIFIERS[rule]
     nodes = {out.grad_fn for out in activation_outputs if out.grad_fn is not None}
-    if rule == "deconvnet":
+    if rule in ("deconvnet", "redirected"):  # both read the activation's own output gradient
         names = {type(node).__name__ for node in nodes}
         foreign = sorted(name for name in names if not name.startswith(_ACTIVATION_NODES))
         if foreign:
             raise ValueError(
-                f"The deconvnet rule needs each activation's own backward step, but an activation's output "
+                f"The {rule} rule needs each activation's own backward step, but an activation's output "
                 f"comes from {', '.join(foreign)} (an in-place activation on a view, such as ReLU(inplace=True) "
                 "after a flatten). Use inplace=False there, or guided backprop."
             )

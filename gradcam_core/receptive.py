@@ -104,7 +104,7 @@ def receptive_field(model: nn.Module, layer: str, input_size: tuple[int, int]) -
 
     Example:
         >>> receptive_field(model, "layer1", (224, 224)).size      # ResNet34's first stage
-        51
+        59
     """
     check_layers(model, [layer])
     parameter = next(model.parameters(), None)
@@ -143,49 +143,59 @@ def effective_receptive_field(model: nn.Module, x: torch.Tensor, layer: str, cel
     return gradient[0].abs().sum(dim=0)
 
 
-def _spans(node, x: torch.Tensor, memo: dict | None = None) -> tuple[_Span, _Span] | None:
-    """The (rows, columns) spans of ``node``'s output cell 0 in ``x``'s pixels; ``None`` if it never reaches ``x``."""
-    memo = {} if memo is None else memo
-    if node is None:
-        return None
-    if node in memo:
-        return memo[node]
+def _spans(root, x: torch.Tensor) -> tuple[_Span, _Span] | None:
+    """The (rows, columns) spans of ``root``'s output cell 0 in ``x``'s pixels; ``None`` if it never reaches ``x``.
+
+    A depth-first walk of the autograd graph with its own stack (a deep network would overflow
+    Python's), each node settled once its inputs are.
+    """
+    memo: dict = {}
+    stack = [root]
+    while stack:
+        node = stack[-1]
+        if node is None or node in memo:
+            stack.pop()
+            continue
+        pending = [child for child, _ in node.next_functions if child is not None and child not in memo]
+        if pending:
+            stack.extend(pending)
+            continue
+        stack.pop()
+        memo[node] = _node_spans(node, [memo.get(child) for child, _ in node.next_functions], x)
+    return memo.get(root)
+
+
+def _node_spans(node, inputs: list, x: torch.Tensor) -> tuple[_Span, _Span] | None:
+    """One autograd node's spans, from its inputs' (``None`` for inputs that never reach ``x``)."""
     name = re.sub(r"Backward\d*$", "", type(node).__name__)
     if name == "AccumulateGrad":
-        result = (_Span(0, 0, 1), _Span(0, 0, 1)) if node.variable is x else None
-        memo[node] = result
-        return result
-    inputs = [_spans(child, x, memo) for child, _ in node.next_functions]
+        return (_Span(0, 0, 1), _Span(0, 0, 1)) if node.variable is x else None
     reaching = [spans for spans in inputs if spans is not None]
     if not reaching:
-        memo[node] = None
         return None
     if name == "Convolution":
         if node._saved_transposed:
             raise ValueError("Transposed convolutions are not supported.")
         kernel = node._saved_weight.shape[-2:]
-        result = tuple(span.through(k, s, p, d) for span, k, s, p, d in
-                       zip(inputs[0], kernel, node._saved_stride, node._saved_padding, node._saved_dilation))
-    elif name in ("MaxPool2DWithIndices", "AvgPool2D"):
+        return tuple(span.through(k, s, p, d) for span, k, s, p, d in
+                     zip(inputs[0], kernel, node._saved_stride, node._saved_padding, node._saved_dilation))
+    if name in ("MaxPool2DWithIndices", "AvgPool2D"):
         dilation = getattr(node, "_saved_dilation", (1, 1))
         stride = node._saved_stride or node._saved_kernel_size
-        result = tuple(span.through(k, s, p, d) for span, k, s, p, d in
-                       zip(inputs[0], node._saved_kernel_size, stride, node._saved_padding, dilation))
-    elif name == "ConstantPadNd":
+        return tuple(span.through(k, s, p, d) for span, k, s, p, d in
+                     zip(inputs[0], node._saved_kernel_size, stride, node._saved_padding, dilation))
+    if name == "ConstantPadNd":
         left, _, top, _ = (list(node._saved_pad) + [0, 0, 0, 0])[:4]  # (left, right, top, bottom)
         rows, columns = inputs[0]
-        result = (_Span(rows.lo - top * rows.jump, rows.hi - top * rows.jump, rows.jump),
-                  _Span(columns.lo - left * columns.jump, columns.hi - left * columns.jump, columns.jump))
-    elif name in _CELLWISE:
-        result = tuple(_Span(min(s.lo for s in axis), max(s.hi for s in axis), _same_jump(axis, name))
-                       for axis in zip(*reaching))
-    else:
-        raise ValueError(
-            f"Cannot follow the receptive field through {name}: it does not keep "
-            "cells in place like a convolution, a pooling or an elementwise operation."
-        )
-    memo[node] = result
-    return result
+        return (_Span(rows.lo - top * rows.jump, rows.hi - top * rows.jump, rows.jump),
+                _Span(columns.lo - left * columns.jump, columns.hi - left * columns.jump, columns.jump))
+    if name in _CELLWISE:
+        return tuple(_Span(min(s.lo for s in axis), max(s.hi for s in axis), _same_jump(axis, name))
+                     for axis in zip(*reaching))
+    raise ValueError(
+        f"Cannot follow the receptive field through {name}: it does not keep "
+        "cells in place like a convolution, a pooling or an elementwise operation."
+    )
 
 
 def _same_jump(spans, name: str) -> int:

@@ -1,5 +1,7 @@
 """Class results: the class tally, live, per question and method; CSV export and reset for the teacher."""
 
+import os
+
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
@@ -89,7 +91,10 @@ def teacher_ui() -> None:
         left.warning(str(error))
     with right.popover("Reset the tally", icon=":material/delete:"):
         st.write("This deletes every answer of every student, for good.")
-        if st.button("Delete all answers", type="primary", key="results_reset"):
+        code = os.environ.get("GRADCAM_TEACHER_CODE", "")
+        typed = st.text_input("The teacher's code (GRADCAM_TEACHER_CODE)" if code else "Type DELETE to confirm",
+                              type="password" if code else "default", key="results_reset_code")
+        if st.button("Delete all answers", type="primary", key="results_reset", disabled=typed != (code or "DELETE")):
             try:
                 st.success(f"Deleted {store.reset()} answers.")
             except tally.TallyUnavailable as error:

@@ -56,7 +56,9 @@ with right:
     st.metric("What one cell can see", f"{rf.size}x{rf.size} pixels",
               help="The theoretical receptive field, padding included; the picture is "
                    f"{clf.input_size[0]}x{clf.input_size[1]}.")
-    st.metric("Share of the map in its strongest 10% of cells", f"{concentration(m):.0%}")
+    share = concentration(m)
+    st.metric("Share of the map in its strongest 10% of cells", "no map (zero everywhere)" if share != share
+              else f"{share:.0%}")
 
 st.subheader("Every depth")
 strip = [(f"{i + 1} · {block}", gc.overlay(selection.rgb, result.maps[block][0], selection.cmap, selection.alpha))

@@ -42,7 +42,7 @@ def record(state: dict, q: quiz.Question, choice: str, right: bool) -> None:
             raise tally.TallyUnavailable(problem)
         store.record(QUESTION, choice, resources.session_id(), correct=right, detail=q.method)
     except tally.TallyUnavailable as error:
-        st.warning(str(error))
+        state["tally_problem"] = str(error)  # shown after the rerun that follows an answer
 
 
 def score_table(answers: list[tuple[str, bool]]) -> pd.DataFrame:
@@ -87,6 +87,8 @@ def question_ui(state: dict, q: quiz.Question, cmap: str) -> None:
             state["answered"] = (choice, right_answer)
             record(state, q, choice, right_answer)
             st.rerun()
+    if state.get("tally_problem"):
+        st.warning(state["tally_problem"])
     if state.get("answered"):
         choice, right_answer = state["answered"]
         (st.success if right_answer else st.error)(

@@ -31,7 +31,8 @@ def channel_ui(selection: widgets.Selection) -> tuple[str, int]:
     maps = resources.feature_maps(selection.model_key, selection.picture.image_id, layer, clf, selection.x)
     most_active = int(maps.mean(dim=(1, 2)).argmax())
     channel = right.number_input(f"Channel (0 to {len(maps) - 1})", 0, len(maps) - 1,
-                                 key=links.linked("unit_channel", most_active, range(len(maps)), int, "the channel"),
+                                 key=links.linked("unit_channel", most_active, range(len(maps)), int, "the channel",
+                                                  context=(selection.model_key, selection.picture.image_id, layer)),
                                  help=f"Starts at the channel most active on your picture (#{most_active}).")
     return layer, int(channel)
 
@@ -64,7 +65,7 @@ if kind == "a class":
     target = class_ui(selection)
     left, right = st.columns([3, 2])
     with left:
-        picture = resources.synthesized(selection.model, target, None, None, clf)
+        picture = resources.synthesized(selection.model_key, target, None, None, clf)
         synthesized_ui(selection, picture, f"'{clf.categories[target]}'")
     with right:
         st.markdown(f"For comparison: Grad-CAM of **'{clf.categories[target]}'** on the sidebar's picture.")
@@ -77,14 +78,14 @@ else:
                 "real pictures excite it most.")
     columns = st.columns(3)
     with columns[0]:
-        picture = resources.synthesized(selection.model, None, layer, channel, clf)
+        picture = resources.synthesized(selection.model_key, None, layer, channel, clf)
         synthesized_ui(selection, picture, f"channel {channel} of {layer}")
     with columns[1]:
         maps = resources.feature_maps(selection.model_key, selection.picture.image_id, layer, clf, selection.x)
         st.image(gc.overlay(selection.rgb, maps[channel], selection.cmap, selection.alpha), width="stretch",
                  caption=f"Channel {channel} on your picture (mean {float(maps[channel].mean()):.3g})")
     with columns[2]:
-        for name, rgb, m, mean in resources.strongest_pictures(selection.model, layer, channel, STRONGEST, clf):
+        for name, rgb, m, mean in resources.strongest_pictures(selection.model_key, layer, channel, STRONGEST, clf):
             st.image(gc.overlay(figures.enlarged_if_small(rgb), m, selection.cmap, selection.alpha), width="stretch",
                      caption=f"{name}: mean {mean:.3g}")
     call = f"synthesis.visualize(clf, layer='{layer}', channel={channel})"

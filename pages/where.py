@@ -71,6 +71,10 @@ if click is None:
 else:
     human = (click["y"] / click["height"], click["x"] / click["width"])
     m = selection.explain(["grad_cam"], [clf.cam_layer])["grad_cam"].maps[clf.cam_layer][0]
+    if float(m.max()) <= 0:
+        st.warning(f"Grad-CAM finds no evidence for '{selection.class_name}' anywhere in this picture (its map is zero "
+                   "everywhere), so there is no peak to compare with. Pick a class the model finds likelier.")
+        st.stop()
     model_y, model_x, up = peak(m, selection.rgb.shape[:2])
     overlay = gc.overlay(shown, m, selection.cmap, selection.alpha)
     left, right = st.columns(2)

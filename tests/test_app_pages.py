@@ -481,6 +481,8 @@ def test_the_class_results_page_shows_the_tally_and_the_teacher_can_reset_it():
     at = open_page("class_results")
     assert not problems(at) and not at.error
     assert at.get("plotly_chart") and "answers from" in "\n".join(c.value for c in at.caption)
+    assert next(b for b in at.button if b.label == "Delete all answers").disabled
+    at.text_input(key="results_reset_code").set_value("DELETE").run()
     next(b for b in at.button if b.label == "Delete all answers").click().run()
     assert not problems(at)
     assert Tally().answers() == []

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -75,13 +77,16 @@ def test_the_attack_command_refuses_a_bad_budget(capsys):
 
 
 def test_the_synthesize_command_writes_pictures_and_an_index(tmp_path, capsys):
-    import json
-
     assert main(["synthesize", "--model", "shapes_gap", "--classes", "star", "--channels", "layer3:10",
                  "--steps", "2", "--out", str(tmp_path)]) == 0
     index = json.loads((tmp_path / "index.json").read_text())
     assert [entry.get("target") for entry in index] == [4, None] and index[1]["channel"] == 10
     assert all(np.asarray(Image.open(tmp_path / entry["file"])).shape == (64, 64, 3) for entry in index)
+    assert main(["synthesize", "--model", "shapes_gap", "--classes", "star", "--channels", "", "--steps", "2",
+                 "--out", str(tmp_path)]) == 0
+    assert len(json.loads((tmp_path / "index.json").read_text())) == 2  # made again: replaced, not added
     assert main(["synthesize", "--model", "shapes_gap", "--classes", "", "--channels", "layer3:999",
                  "--steps", "1", "--out", str(tmp_path)]) == 2
     assert "has 64 channels; channel 999 does not exist" in capsys.readouterr().err
+    assert main(["synthesize", "--model", "shapes_gap", "--classes", "", "--channels", "a:b:c", "--out", str(tmp_path)]) == 2
+    assert "is not layer:channel" in capsys.readouterr().err

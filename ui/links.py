@@ -55,15 +55,18 @@ def publish(name: str, value: object) -> None:
 
 
 def linked(key: str, default: object, options: Container | None = None, parse: Callable[[str], object] = str,
-           label: str | None = None, valid: Callable[[object], bool] | None = None) -> str:
+           label: str | None = None, valid: Callable[[object], bool] | None = None, context: object = None) -> str:
     """Link the widget of ``key`` to the URL parameter of the same name and return ``key``.
 
     A URL value is kept if ``valid(value)`` (by default: it is in ``options``); the widget starts at
-    ``default`` otherwise. Pass no default to the widget itself: it reads ``st.session_state[key]``.
+    ``default`` otherwise, and again whenever ``context`` (what the default depends on, such as the
+    picture) changes. Pass no default to the widget itself: it reads ``st.session_state[key]``.
     """
     check = valid or (lambda value: options is None or value in options)
-    restore(key, key, parse, check, label or key)
-    if key not in st.session_state or not check(st.session_state[key]):
+    restored = restore(key, key, parse, check, label or key)
+    seen = st.session_state.get(f"{key}:context", context)
+    st.session_state[f"{key}:context"] = context
+    if key not in st.session_state or not check(st.session_state[key]) or (seen != context and not restored):
         st.session_state[key] = default
     publish(key, st.session_state[key])
     return key

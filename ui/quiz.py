@@ -39,17 +39,18 @@ class Question:
     shown: int  # 0 or 1: which of the picture's two classes the visualization explains
 
 
-def quiz_methods(methods: dict[str, object], slow: Iterable[str] = ()) -> list[str]:
-    """The methods a quiz draws from: the paper's two and Grad-CAM first, then every other
-    class-specific method of the registry (``methods``: name -> its ``Method`` entry)."""
+def quiz_methods(methods: dict[str, object]) -> list[str]:
+    """The methods a quiz draws from: the paper's two and Grad-CAM, then every other class-specific
+    method of the registry (``methods``: name -> its ``Method`` entry)."""
     first = ["guided_backprop", "guided_grad_cam", "grad_cam"]
     return first + [name for name, method in methods.items() if name not in first and method.class_specific]
 
 
 def draw_question(number: int, session: str, methods: Sequence[str], photo_methods: Sequence[str]) -> Question:
     """Question ``number`` (from 0) of a round, fixed by ``session``: every ``_PHOTO_EVERY``-th is on the photo
-    with one of ``photo_methods`` (the fast ones), the others on a fresh two-shape picture with one of
-    ``methods``, cycling through them in an order shuffled for the session so that each comes up."""
+    with one of ``photo_methods`` (the fast ones), drawn at random; the others on a fresh two-shape picture,
+    Guided Backprop and Guided Grad-CAM first (the paper's two), then the other ``methods`` in an order
+    shuffled for the session, so that a round of ten meets eight methods on shapes."""
     rng = random.Random(f"{session}:{number}")
     order = list(methods)
     random.Random(session).shuffle(order)

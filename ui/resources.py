@@ -80,8 +80,8 @@ def current_classifier(name: str) -> gc.Classifier:
 
 def model_key(name: str) -> str:
     """Cache key of a model: a trained network is a new model after each training run."""
-    if name == "shapes_gap_trained":
-        return f"{name}-{st.session_state.get('trained_run', 0)}"
+    if name == "shapes_gap_trained":  # each session trains its own: the session and the run tell them apart
+        return f"{name}-{session_id()}-{st.session_state.get('trained_run', 0)}"
     return name
 
 
@@ -335,7 +335,7 @@ def strongest_pictures(model: str, layer: str, channel: int, count: int,
                        _clf: gc.Classifier) -> list[tuple[str, np.ndarray, torch.Tensor, float]]:
     """(name, picture, the channel's map, its mean) of the ``count`` pictures that excite ``channel`` most:
     among 200 held-out pictures for a shapes network, among the labelled photos otherwise."""
-    if model in shapes.NETWORKS or model.startswith("shapes"):
+    if model.startswith("shapes"):
         batch = held_out_shapes(200)
         candidates = [(f"held-out #{i}", batch.pictures[i], batch.images[i:i + 1]) for i in range(len(batch.labels))]
     else:

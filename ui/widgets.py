@@ -39,12 +39,11 @@ BULL_MASTIFF, TIGER_CAT = 243, 282
 UPLOAD_TYPES = ["png", "jpg", "jpeg", "gif", "bmp", "tif", "tiff", "webp"]
 COLORMAPS = ["jet", "turbo", "inferno", "viridis", "magma", "coolwarm"]
 DISPLAY_SIDE = 640
-# Presenter mode: larger type for a projector, and no "Show the code" or download buttons.
+# Presenter mode: larger type for a projector (the code views are left out by ui.source).
 PRESENTER_STYLE = """<style>
 html, .stMarkdown p, .stMarkdown li { font-size: 1.25rem !important; }
 h1 { font-size: 3.2rem !important; }
 [data-testid="stMetricValue"] { font-size: 2.6rem !important; }
-[data-testid="stDownloadButton"] { display: none; }
 </style>"""
 SHAPES_DISPLAY_SIDE = 256
 
@@ -328,7 +327,7 @@ def second_class_ui(selection: Selection, key: str) -> int:
         default = next(c for c in selection.probabilities.argsort(descending=True).tolist() if c != first)
     order = [default] + [c for c in range(len(clf.categories)) if c != default]
     links.linked(key, default, parse=int, valid=lambda c: 0 <= c < len(clf.categories) and c != first,
-                 label="the class to set against")
+                 label="the class to set against", context=(selection.model_key, selection.picture.image_id, first))
     return st.selectbox("Against the class", order, key=key,
                         format_func=lambda c: f"{clf.categories[c]} ({float(selection.probabilities[c]):.1%})")
 

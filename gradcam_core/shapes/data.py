@@ -344,6 +344,8 @@ def _draw_pair(shapes: list[str], rng: np.random.Generator) -> tuple[np.ndarray,
         centres = [rng.uniform(r + 1.0, IMAGE_SIZE - r - 1.0, size=2) for r in radii]
         if np.linalg.norm(centres[0] - centres[1]) >= radii.sum() + 3.0:
             break
+    else:  # (never seen) opposite corners, 45 pixels apart at the largest radii
+        centres = [np.full(2, radii[0] + 1.0), np.full(2, IMAGE_SIZE - radii[1] - 1.0)]
     masks = []
     for shape, radius, centre in zip(shapes, radii, centres):
         coverage, _ = _shape_coverage(shape, rng, placed=(radius, centre))
