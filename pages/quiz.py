@@ -5,7 +5,7 @@ import pandas as pd
 import streamlit as st
 
 import gradcam_core as gc
-from ui import figures, quiz, resources, shapes_view, tally, widgets
+from ui import figures, quiz, resources, shapes_view, widgets
 from ui.source import show_code
 
 QUESTION = "quiz"
@@ -36,13 +36,8 @@ def visualization(q: quiz.Question, model: str, clf: gc.Classifier, image_id: st
 
 def record(state: dict, q: quiz.Question, choice: str, right: bool) -> None:
     state["answers"].append((q.method, right))
-    store, problem = resources.class_tally()
-    try:
-        if store is None:
-            raise tally.TallyUnavailable(problem)
-        store.record(QUESTION, choice, resources.session_id(), correct=right, detail=q.method)
-    except tally.TallyUnavailable as error:
-        state["tally_problem"] = str(error)  # shown after the rerun that follows an answer
+    # Shown after the rerun that follows an answer.
+    state["tally_problem"] = resources.record_answer(QUESTION, choice, right, q.method)
 
 
 def score_table(answers: list[tuple[str, bool]]) -> pd.DataFrame:

@@ -57,14 +57,9 @@ def reveal_ui(pair: tuple[str, str], order: list[str], answer: str) -> None:
 
 def record_answer(verdict: str, detail: str) -> None:
     """One vote into the class tally; if the tally cannot take it, a message, and the page goes on."""
-    store, problem = resources.class_tally()
-    try:
-        if store is None:
-            raise tally.TallyUnavailable(problem)
-        store.record(QUESTION, verdict, resources.session_id(),
-                     correct=None if verdict == "unsure" else verdict == "stronger", detail=detail)
-    except tally.TallyUnavailable as error:
-        st.warning(str(error))
+    problem = resources.record_answer(QUESTION, verdict, None if verdict == "unsure" else verdict == "stronger", detail)
+    if problem:
+        st.warning(problem)
 
 
 def class_results_ui() -> None:

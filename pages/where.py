@@ -7,7 +7,7 @@ from PIL import Image, ImageDraw
 from streamlit_image_coordinates import streamlit_image_coordinates
 
 import gradcam_core as gc
-from ui import resources, tally, widgets
+from ui import resources, widgets
 from ui.source import show_code
 
 QUESTION = "where"
@@ -46,13 +46,9 @@ def record(key: str, choice: str, right: bool | None, detail: str) -> None:
     if key in recorded:
         return
     recorded.add(key)
-    store, problem = resources.class_tally()
-    try:
-        if store is None:
-            raise tally.TallyUnavailable(problem)
-        store.record(QUESTION, choice, resources.session_id(), correct=right, detail=detail)
-    except tally.TallyUnavailable as error:
-        st.warning(str(error))
+    problem = resources.record_answer(QUESTION, choice, right, detail)
+    if problem:
+        st.warning(problem)
 
 
 selection = widgets.sidebar()

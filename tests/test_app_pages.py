@@ -486,3 +486,17 @@ def test_the_class_results_page_shows_the_tally_and_the_teacher_can_reset_it():
     next(b for b in at.button if b.label == "Delete all answers").click().run()
     assert not problems(at)
     assert Tally().answers() == []
+
+
+def test_an_unusable_tally_gives_a_message_and_the_pages_keep_working(tmp_path, monkeypatch):
+    blocked = tmp_path / "a_file_not_a_folder"
+    blocked.write_text("not a folder")
+    monkeypatch.setenv("GRADCAM_DATA_DIR", str(blocked))
+    at = open_page("weak_strong")
+    next(r for r in at.radio if r.label == "Which model would you trust more?").set_value("Model B")
+    next(b for b in at.button if b.label == "Answer").click().run()
+    assert not problems(at)
+    assert any("class tally cannot use" in w.value for w in at.warning)
+    assert "**Model B** was" in page_text(at)  # the reveal still comes
+    results = open_page("class_results")
+    assert not problems(results) and any("class tally cannot use" in w.value for w in results.warning)

@@ -257,6 +257,18 @@ def class_tally() -> tuple[tally.Tally | None, str]:
         return None, str(error)
 
 
+def record_answer(question: str, choice: str, correct: bool | None = None, detail: str = "") -> str:
+    """One answer of this session into the class tally; the reason it could not be kept, or ``""``."""
+    store, problem = class_tally()
+    try:
+        if store is None:
+            raise tally.TallyUnavailable(problem)
+        store.record(question, choice, session_id(), correct=correct, detail=detail)
+    except tally.TallyUnavailable as error:
+        return str(error)
+    return ""
+
+
 def session_id() -> str:
     """An anonymous id for this browser session, for the tally."""
     return st.session_state.setdefault("session_id", uuid.uuid4().hex[:12])
