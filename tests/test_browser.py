@@ -445,3 +445,16 @@ def test_clicking_a_cell_shows_its_receptive_field(server, page):
         assert "(the centre; click to choose)" not in main and "Cell (0, 0)" in main
     finally:
         screenshot(page, "depth_clicked")
+
+
+def test_presenter_mode_from_a_link(server, page):
+    open_page(page, server + "/grad_cam?present=1", needs_figure=True)
+    try:
+        assert_no_errors(page)
+        main = page.locator(MAIN).inner_text()
+        assert "The lesson, in words" in main and "Show the code" not in main
+        sizes = page.locator(f'{MAIN} .stMarkdown p').evaluate_all(
+            "elements => elements.map(e => parseFloat(getComputedStyle(e).fontSize))")
+        assert sizes and max(sizes) >= 19  # the lesson text at 1.25rem, above Streamlit's 16px
+    finally:
+        screenshot(page, "presenter_grad_cam")
