@@ -458,3 +458,15 @@ def test_presenter_mode_from_a_link(server, page):
         assert sizes and max(sizes) >= 19  # the lesson text at 1.25rem, above Streamlit's 16px
     finally:
         screenshot(page, "presenter_grad_cam")
+
+
+def test_three_views_of_a_unit_from_a_link(server, page):
+    link = "/units?excite=a+channel+of+a+layer&unit_layer=layer4&unit_channel=652"
+    open_page(page, server + link, needs_figure=True)
+    try:
+        assert_no_errors(page)
+        main = page.locator(MAIN).inner_text()
+        assert "channel 652 of layer4" in main and "on your picture" in main
+        assert page.locator(f'{MAIN} [data-testid="stImage"]').count() >= 5  # synthesized, yours, three strongest
+    finally:
+        screenshot(page, "units_channel_652")
