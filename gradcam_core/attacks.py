@@ -214,12 +214,14 @@ def attack_and_explain(
     layer = layer or clf.cam_layer
     labels = _classes(labels, len(x)).to(x.device)
     adversarial = pgd(clf, x, labels, progress=progress, **attack)
-    clean_probabilities, attacked_probabilities = clf.predict(torch.cat([x, adversarial])).split(len(x))
+    grad_cam = GradCAM(clf.module, layers=[layer])
+    # One pass explains the labels on both inputs and gives both predictions; a second, on the
+    # attacked input alone, explains its new top class (known only after the first).
+    before_after = grad_cam(torch.cat([x, adversarial]), target=torch.cat([labels, labels]))
+    clean_probabilities, attacked_probabilities = before_after.logits.softmax(dim=1).split(len(x))
     new = attacked_probabilities.argmax(dim=1)
-    maps = GradCAM(clf.module, layers=[layer])(
-        torch.cat([x, adversarial, adversarial]), target=torch.cat([labels, labels, new])
-    ).maps[layer]
-    label_clean, label_attacked, new_attacked = maps.split(len(x))
+    label_clean, label_attacked = before_after.maps[layer].split(len(x))
+    new_attacked = grad_cam(adversarial, target=new).maps[layer]
     return AttackOutcome(
         adversarial, labels, clean_probabilities, attacked_probabilities, label_clean, label_attacked, new_attacked
     )

@@ -5,7 +5,6 @@ from dataclasses import dataclass
 import numpy as np
 import streamlit as st
 import torch
-from PIL import Image
 
 import gradcam_core as gc
 from gradcam_core import metrics, shapes
@@ -58,9 +57,9 @@ def photo_mistake_ui(selection: widgets.Selection) -> Mistake | None:
     path = st.radio("Photo", names, horizontal=True, key=links.linked("photo", names[0], names, label="the photo"))
     _, right, probabilities = mistakes[names.index(path)]
     data = (gc.evaluation.SAMPLE_IMAGES / path).read_bytes()
-    image = gc.load_image(data)
-    image.thumbnail((widgets.DISPLAY_SIDE, widgets.DISPLAY_SIDE), Image.LANCZOS)
-    return Mistake(path, resources.digest(data), np.asarray(image), selection.clf.preprocess(image), probabilities, right)
+    image_id = resources.digest(data)
+    image = resources.display_image(image_id, data, widgets.DISPLAY_SIDE)
+    return Mistake(path, image_id, np.asarray(image), selection.clf.preprocess(image), probabilities, right)
 
 
 def explained_ui(selection: widgets.Selection, mistake: Mistake) -> None:

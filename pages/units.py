@@ -4,7 +4,7 @@ import streamlit as st
 
 import gradcam_core as gc
 from gradcam_core import synthesis
-from ui import figures, links, resources, widgets
+from ui import links, resources, shapes_view, widgets
 from ui.source import show_code
 
 STRONGEST = 3
@@ -37,11 +37,16 @@ def channel_ui(selection: widgets.Selection) -> tuple[str, int]:
     return layer, int(channel)
 
 
+def shown(selection: widgets.Selection, rgb):
+    """A shapes network's 64x64 picture blown up with crisp pixels; a photo as it is."""
+    return shapes_view.enlarged(rgb) if selection.model.startswith("shapes") else rgb
+
+
 def synthesized_ui(selection: widgets.Selection, picture, what: str) -> None:
     clf = selection.clf
-    shown = figures.enlarged_if_small(picture)
-    st.image(shown, caption=f"The picture that excites {what} most", width="stretch")
-    probabilities = clf.predict(clf.preprocess(picture))[0]
+    st.image(shown(selection, picture), caption=f"The picture that excites {what} most", width="stretch")
+    probabilities = resources.probabilities(selection.model_key, f"synthesized-{resources.digest(picture.tobytes())}",
+                                            clf, clf.preprocess(picture))
     top = probabilities.topk(3).indices.tolist()
     st.caption("The network calls it: " + ", ".join(f"'{clf.categories[c]}' ({float(probabilities[c]):.0%})"
                                                   for c in top))
@@ -86,7 +91,7 @@ else:
                  caption=f"Channel {channel} on your picture (mean {float(maps[channel].mean()):.3g})")
     with columns[2]:
         for name, rgb, m, mean in resources.strongest_pictures(selection.model_key, layer, channel, STRONGEST, clf):
-            st.image(gc.overlay(figures.enlarged_if_small(rgb), m, selection.cmap, selection.alpha), width="stretch",
+            st.image(gc.overlay(shown(selection, rgb), m, selection.cmap, selection.alpha), width="stretch",
                      caption=f"{name}: mean {mean:.3g}")
     call = f"synthesis.visualize(clf, layer='{layer}', channel={channel})"
 

@@ -5,10 +5,9 @@ import random
 import numpy as np
 import pandas as pd
 import streamlit as st
-from PIL import Image
 
 import gradcam_core as gc
-from ui import links, resources, shapes_view, tally, widgets
+from ui import figures, links, resources, shapes_view, tally, widgets
 from ui.source import show_code
 
 #: Pair -> (weaker, stronger) model.
@@ -28,11 +27,7 @@ def explained(model: str, image_id: str, picture, source, target: int, method: s
     x = clf.preprocess(source)
     m = resources.explanation((method,), model, image_id, (clf.cam_layer,), target, None, clf, x)[method].maps[clf.cam_layer]
     shown = shapes_view.enlarged(picture) if model.startswith("shapes") else picture
-    if m.dim() == 4:  # Guided Grad-CAM: a picture in pixel space
-        rgb = gc.to_image(m[0])
-        return np.asarray(Image.fromarray(rgb).resize(shown.shape[1::-1], Image.NEAREST if model.startswith("shapes")
-                                                       else Image.BILINEAR))
-    return gc.overlay(shown, m[0], cmap, alpha)
+    return figures.method_picture(method, m[0], shown, cmap, alpha)
 
 
 def reveal_ui(pair: tuple[str, str], order: list[str], answer: str) -> None:

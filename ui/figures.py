@@ -153,14 +153,6 @@ def _plotly_scale(cmap: str) -> list[list]:
     return [[i / 10, matplotlib.colors.to_hex(c)] for i, c in enumerate(colours)]
 
 
-def enlarged_if_small(rgb: np.ndarray, side: int = 256) -> np.ndarray:
-    """A picture smaller than ``side`` (a 64x64 shapes picture) blown up with crisp pixels; others as they are."""
-    if max(rgb.shape[:2]) >= side:
-        return rgb
-    factor = -(-side // max(rgb.shape[:2]))
-    return rgb.repeat(factor, axis=0).repeat(factor, axis=1)
-
-
 def method_picture(name: str, m: torch.Tensor, base: np.ndarray, cmap: str, alpha: float) -> np.ndarray:
     """One picture's result of method ``name`` at ``base``'s size: a ``(h, w)`` map (and occlusion's
     ``(H, W)``) as a heat overlay, saliency as its strength, any other ``(3, H, W)`` picture on grey."""

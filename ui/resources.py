@@ -85,6 +85,18 @@ def model_key(name: str) -> str:
     return name
 
 
+@st.cache_data(max_entries=32, show_spinner=False)
+def display_image(image_id: str, _data: bytes, side: int) -> Image.Image:
+    """Decode once per image; the whole picture, at most ``side`` pixels a side.
+
+    The model is given this same picture, resized as a whole, so maps upsampled to its size line
+    up with it.
+    """
+    image = gc.load_image(_data)
+    image.thumbnail((side, side), Image.LANCZOS)
+    return image
+
+
 @st.cache_data(max_entries=_CACHED_RESULTS, show_spinner=False)
 def probabilities(model: str, image_id: str, _clf: gc.Classifier, _x: torch.Tensor) -> torch.Tensor:
     return _clf.predict(_x)[0]
@@ -294,11 +306,12 @@ def agreed_pictures(pair: tuple[str, str], n: int, side: int) -> list[tuple[str,
     pictures = []
     for path, classes in gc.evaluation.photo_labels(weaker.categories).items():
         data = path.read_bytes()
-        image = gc.load_image(data)
-        image.thumbnail((side, side), Image.LANCZOS)
-        tops = [int(clf.predict(clf.preprocess(image)).argmax()) for clf in (weaker, stronger)]
+        image_id = digest(data)
+        image = display_image(image_id, data, side)
+        tops = [int(probabilities(name, image_id, clf, clf.preprocess(image)).argmax())
+                for name, clf in zip(pair, (weaker, stronger))]
         if tops[0] == tops[1] and tops[0] in classes:
-            pictures.append((digest(data), np.asarray(image), image, tops[0]))
+            pictures.append((image_id, np.asarray(image), image, tops[0]))
     return pictures
 
 

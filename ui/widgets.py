@@ -245,7 +245,7 @@ def _sample(name: str) -> Picture:
 
 def _photo(data: bytes, name: str) -> Picture:
     image_id = resources.digest(data)
-    image = _display_image(image_id, data)
+    image = resources.display_image(image_id, data, DISPLAY_SIDE)
     return Picture(image, image_id, name, model_input=image)
 
 
@@ -255,18 +255,6 @@ def _decoded_or_default(data: bytes, name: str) -> Picture:
     except ValueError as error:
         st.error(f"{name}: {error} Showing a sample instead.")
         return _sample(DEFAULT_SAMPLE)
-
-
-@st.cache_data(max_entries=32, show_spinner=False)
-def _display_image(image_id: str, _data: bytes) -> Image.Image:
-    """Decode once per image; the whole picture, at most DISPLAY_SIDE pixels a side.
-
-    The model is given this same picture, resized as a whole, so maps upsampled to its size line
-    up with it.
-    """
-    image = gc.load_image(_data)
-    image.thumbnail((DISPLAY_SIDE, DISPLAY_SIDE), Image.LANCZOS)
-    return image
 
 
 def shapes_picture_ui() -> Picture:
