@@ -34,6 +34,32 @@ CAT_DOG = ASSETS / "cat_dog.png"
 
 
 # --------------------------------------------------------------------------------------------
+# The fast run and the whole run
+# --------------------------------------------------------------------------------------------
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--slow", action="store_true",
+                     help="also run the tests marked slow (browsers, real servers, trainings, full evaluations), as CI does")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Leave the slow tests out unless ``--slow`` is given, or a ``-m`` expression chooses for itself."""
+    if config.getoption("--slow") or config.option.markexpr:
+        return
+    slow = [item for item in items if item.get_closest_marker("slow")]
+    if slow:
+        config.hook.pytest_deselected(items=slow)
+        items[:] = [item for item in items if not item.get_closest_marker("slow")]
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    if config.getoption("--slow") or config.option.markexpr:
+        return "every test, the slow ones too"
+    return "the fast tests; add --slow for the browser, server, training and full-evaluation tests (CI runs all)"
+
+
+# --------------------------------------------------------------------------------------------
 # Tiny models
 # --------------------------------------------------------------------------------------------
 
