@@ -103,12 +103,14 @@ def teacher_ui() -> None:
 
 widgets.sidebar()
 st.title("Class results")
+opened_tally, _ = resources.class_tally()
 widgets.lesson(
-    "Every answer given on pages 12, 15 and 16 in this classroom, anonymously (a random id per browser "
-    f"session, no names), from the tally in `{tally.data_dir()}`. Leave this page on the projector: it refreshes "
-    "itself."
+    "Every answer given on pages 12, 15 and 16 in this classroom, anonymously (a random id per browser session, "
+    f"no names), from the tally{f' in `{opened_tally.where}`' if opened_tally else ''}. Leave this page on the "
+    "projector: it refreshes itself."
 )
 teacher_ui()
 results_ui()
-show_code("store = tally.Tally()           # SQLite in $GRADCAM_DATA_DIR\nstore.answers('quiz'), store.csv(), store.reset()",
+show_code("store = tally.Tally()  # $GRADCAM_TALLY_URL: PostgreSQL, or SQLite in $GRADCAM_DATA_DIR by default\n"
+          "store.answers('quiz'), store.csv(), store.reset()",
           tally.Tally.record)

@@ -14,7 +14,6 @@ import hashlib
 import importlib.util
 import json
 import uuid
-from pathlib import Path
 
 import numpy as np
 import streamlit as st
@@ -257,14 +256,16 @@ def photo_mistakes(model: str, _clf: gc.Classifier) -> list[tuple[str, list[int]
 
 
 @st.cache_resource(show_spinner=False)
-def _open_tally(path: str) -> tally.Tally:
-    return tally.Tally(Path(path))
+def _open_tally(url: str) -> tally.Tally:
+    # A database that cannot be used raises, and Streamlit caches no exception: the next page tries again.
+    return tally.Tally(url)
 
 
 def class_tally() -> tuple[tally.Tally | None, str]:
-    """The class tally, opened once per process and data folder, or ``None`` and the reason it cannot be used."""
+    """The class tally, opened once per process and database (``tally.tally_url()``), or ``None`` and the reason
+    it cannot be used."""
     try:
-        return _open_tally(str(tally.data_dir() / "tally.sqlite")), ""
+        return _open_tally(tally.tally_url()), ""
     except tally.TallyUnavailable as error:
         return None, str(error)
 
