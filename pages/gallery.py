@@ -56,20 +56,11 @@ def settings_ui(clf: gc.Classifier) -> tuple[list[str], dict[str, dict]]:
 
 def slow_results_ui(selection: widgets.Selection, slow: list[str], stages: list[str],
                     options: dict[str, dict]) -> dict[str, gc.Result]:
-    """The slow methods, each cached on its own, with a Cancel button while they run."""
-    request = repr((selection.model_key, selection.picture.image_id, selection.target, stages, slow, options))
-    if st.session_state.get("gallery_cancelled") == request:
-        st.warning(f"{', '.join(gc.METHODS[m].label for m in slow)}: cancelled.")
-        st.button("Compute them after all", key="gallery_resume", on_click=st.session_state.pop,
-                  args=("gallery_cancelled", None))
-        return {}
-    cancel = st.empty()
-    cancel.button("Cancel the slow methods", key="gallery_cancel", icon=":material/cancel:",
-                  on_click=st.session_state.__setitem__, args=("gallery_cancelled", request))
+    """The slow methods, each through the server's queue on its own: its place in the line, its progress
+    and a Cancel button while it runs (see ``resources.queued``)."""
     results = {}
     for method in slow:
         results.update(selection.explain([method], stages, options={method: options[method]}))
-    cancel.empty()
     return results
 
 

@@ -6,6 +6,12 @@ layers, class, methods and options (``st.cache_data``; one function, :func:`expl
 every method of ``gc.METHODS``), so moving a slider or changing a colormap never recomputes
 gradients. The image itself rides along in an underscored argument: its digest is
 the key.
+
+Slow work (the perturbation methods, the sanity checks, the live evaluation, attacks, synthesis)
+goes through :func:`queued`: one server-wide queue with a fixed number of workers
+(``$GRADCAM_SLOW_WORKERS``, by default half the cores), one computation per distinct request however
+many students ask at once, the student's place in the line and a Cancel button on the page; the
+queue keeps the last results, so it is the cache of that work too.
 """
 
 from __future__ import annotations
@@ -13,7 +19,10 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
+import os
 import uuid
+from collections.abc import Callable
+from typing import TypeVar
 
 import numpy as np
 import streamlit as st
@@ -24,6 +33,7 @@ import gradcam_core as gc
 from gradcam_core import shapes
 
 from . import tally
+from .slow_work import Report, SlowWork
 
 # A few dozen results per function keep a class's layer grid and its neighbours warm for a handful
 # of users without letting a long class browse fill the memory.
@@ -44,6 +54,7 @@ MODEL_LABELS = {
     "shapes_gap_trained": "Shapes: GAP, trained by you",
 }
 IMAGENET_MODELS = ("efficientnet_lite0", "efficientnet_lite2", "resnet34")
+T = TypeVar("T")
 
 
 def digest(data: bytes) -> str:
@@ -101,27 +112,84 @@ def probabilities(model: str, image_id: str, _clf: gc.Classifier, _x: torch.Tens
     return _clf.predict(_x)[0]
 
 
-@st.cache_data(max_entries=_CACHED_RESULTS, show_spinner="Computing the maps…")
 def explanation(
     methods: tuple[str, ...], model: str, image_id: str, layers: tuple[str, ...], target: int,
-    options: dict[str, dict] | None, _clf: gc.Classifier, _x: torch.Tensor,
+    options: dict[str, dict] | None, clf: gc.Classifier, x: torch.Tensor,
 ) -> dict[str, gc.Result]:
     """``gc.explain`` for several methods of ``gc.METHODS``: one shared pass, cached by its choices.
 
-    The slow methods draw a progress bar while they run; a rerun (a click on Cancel, or any other
-    widget) stops them at the next step, and nothing half-done is cached.
+    With a slow method among them, the work goes through the server's queue (:func:`queued`): a rerun
+    (a click on Cancel, or any other widget) gives it up, and nothing half-done is kept.
     """
     slow = [gc.METHODS[name].label for name in methods if gc.METHODS[name].slow]
     if not slow:
-        return gc.explain(_clf.module, _x, target, list(layers), methods, options)
-    bar = st.progress(0.0, text=f"Starting {' and '.join(slow)}…")
+        return _fast_explanation(methods, model, image_id, layers, target, options, clf, x)
 
+    def work(report: Report) -> dict[str, gc.Result]:
+        return gc.explain(clf.module, x, target, list(layers), methods, options,
+                          progress=passes(report, "forward passes"))
+
+    return queued(repr(("explanation", methods, model, image_id, layers, target, options)), " and ".join(slow), work)
+
+
+@st.cache_data(max_entries=_CACHED_RESULTS, show_spinner="Computing the maps…")
+def _fast_explanation(
+    methods: tuple[str, ...], model: str, image_id: str, layers: tuple[str, ...], target: int,
+    options: dict[str, dict] | None, _clf: gc.Classifier, _x: torch.Tensor,
+) -> dict[str, gc.Result]:
+    return gc.explain(_clf.module, _x, target, list(layers), methods, options)
+
+
+#: Slow jobs that run at once: each uses every core through torch, so more would only share them.
+SLOW_WORKERS = int(os.environ.get("GRADCAM_SLOW_WORKERS") or max(1, (os.cpu_count() or 2) // 2))
+
+
+@st.cache_resource(show_spinner=False)
+def slow_work() -> SlowWork:
+    """The server's one queue of slow work, shared by every session."""
+    return SlowWork(workers=SLOW_WORKERS)
+
+
+def passes(report: Report, unit: str, label: str = "") -> Callable[[int, int], None]:
+    """A package ``progress(done, total)`` callback that reports to the queue as ``[label: ]done of total unit``."""
     def progress(done: int, total: int) -> None:
-        bar.progress(done / max(total, 1), text=f"{' and '.join(slow)}: {done} of {total} forward passes")
+        report(done / max(total, 1), f"{label}: {done} of {total} {unit}" if label else f"{done} of {total} {unit}")
 
-    results = gc.explain(_clf.module, _x, target, list(layers), methods, options, progress=progress)
-    bar.empty()
-    return results
+    return progress
+
+
+def queued(key: str, label: str, work: Callable[[Report], T]) -> T:
+    """``work(report)`` on the server's slow-work queue, once for ``key`` however many students ask.
+
+    While it waits or runs, the page shows the student's place in the line or the progress, and a
+    Cancel button. A rerun (Cancel, or any other widget) leaves the line; a job nobody waits for any
+    more stops at its next step. After Cancel the page says so, offers to compute it after all, and
+    stops there.
+    """
+    cancelled = st.session_state.setdefault("cancelled_work", set())
+    if key in cancelled:
+        st.info(f"{label}: cancelled.")
+        st.button("Compute it after all", key=f"resume:{key}", on_click=cancelled.discard, args=(key,))
+        st.stop()
+    queue = slow_work()
+    ticket = queue.submit(key, work, owner=session_id())
+    if queue.wait(ticket, 0.05):  # kept from an earlier request: no status to flash
+        return queue.result(ticket)
+    status = st.empty()
+    try:
+        with status.container():
+            bar = st.progress(0.0, text=f"{label}: starting…")
+            st.button("Cancel", key=f"cancel:{key}", icon=":material/cancel:", on_click=cancelled.add, args=(key,))
+        while not queue.wait(ticket, 0.25):
+            place = queue.place(ticket)
+            if place:
+                bar.progress(0.0, text=f"{label}: waiting for the server, {place - 1} job(s) before yours")
+            else:
+                bar.progress(min(ticket.job.fraction, 1.0), text=f"{label}: {ticket.job.text or 'starting…'}")
+        return queue.result(ticket)
+    finally:
+        queue.leave(ticket)
+        status.empty()
 
 
 def pixel_map(result: gc.Result, layer: str) -> torch.Tensor:
@@ -129,64 +197,60 @@ def pixel_map(result: gc.Result, layer: str) -> torch.Tensor:
     return gc.evaluation.one_map(result.maps[layer] if layer in result.maps else result.maps["input"])
 
 
-@st.cache_data(max_entries=_CACHED_RESULTS, show_spinner=False)
 def faithfulness(
     methods: tuple[str, ...], model: str, image_id: str, layer: str, target: int, steps: int,
-    _clf: gc.Classifier, _x: torch.Tensor,
+    clf: gc.Classifier, x: torch.Tensor,
 ) -> dict[str, tuple[gc.metrics.Curve, gc.metrics.Curve, tuple[float, float]]]:
     """Method -> (deletion curve, insertion curve, (Average Drop, Increase in Confidence)) on one image."""
-    bar = st.progress(0.0, text="Computing the maps…")
+    def work(report: Report) -> dict:
+        # One shared pass for every method; the slow ones then report their forward passes.
+        options = {"cam": {"fc": clf.fc}} if "cam" in methods else None
+        results = gc.explain(clf.module, x, target, [layer], methods, options,
+                             progress=passes(report, "forward passes", "The maps"))
+        out = {}
+        for done, method in enumerate(methods):
+            m = pixel_map(results[method], layer)
+            out[method] = (gc.metrics.deletion(clf.module, x, m, target, steps=steps),
+                           gc.metrics.insertion(clf.module, x, m, target, steps=steps),
+                           gc.metrics.average_drop(clf.module, x, m, target))
+            report((done + 1) / len(methods), f"deletion and insertion: {done + 1} of {len(methods)} methods")
+        return out
 
-    def progress(step: int, total: int) -> None:
-        bar.progress(step / total, text=f"{step} of {total} forward passes")
-
-    # One shared pass for every method; the slow ones then report their forward passes.
-    options = {"cam": {"fc": _clf.fc}} if "cam" in methods else None
-    results = gc.explain(_clf.module, _x, target, [layer], methods, options, progress=progress)
-    out = {}
-    for done, method in enumerate(methods):
-        m = pixel_map(results[method], layer)
-        out[method] = (gc.metrics.deletion(_clf.module, _x, m, target, steps=steps),
-                       gc.metrics.insertion(_clf.module, _x, m, target, steps=steps),
-                       gc.metrics.average_drop(_clf.module, _x, m, target))
-        bar.progress((done + 1) / len(methods), text=f"Deletion and insertion: {done + 1} of {len(methods)} methods")
-    bar.empty()
-    return out
+    return queued(repr(("faithfulness", methods, model, image_id, layer, target, steps)), "Faithfulness", work)
 
 
-@st.cache_data(max_entries=_CACHED_RESULTS, show_spinner=False)
 def sanity_check(
     methods: tuple[str, ...], model: str, image_id: str, layer: str, target: int, randomized: tuple[str, ...],
-    _clf: gc.Classifier, _x: torch.Tensor,
+    clf: gc.Classifier, x: torch.Tensor,
 ) -> dict[str, gc.sanity.Randomization]:
-    """Cascading randomization of ``randomized`` (top down) for each method, with a progress bar."""
-    bar = st.progress(0.0, text="Randomizing the network, one stage more at a time…")
-    out = {}
-    for index, method in enumerate(methods):
-        def progress(done: int, total: int, index: int = index, label: str = gc.METHODS[method].label) -> None:
-            bar.progress((index + done / total) / len(methods), text=f"{label}: map {done} of {total}")
+    """Cascading randomization of ``randomized`` (top down) for each method, through the slow-work queue."""
+    def work(report: Report) -> dict[str, gc.sanity.Randomization]:
+        out = {}
+        for index, method in enumerate(methods):
+            def progress(done: int, total: int, index: int = index, label: str = gc.METHODS[method].label) -> None:
+                report((index + done / total) / len(methods), f"{label}: map {done} of {total}")
 
-        options = {"fc": _clf.fc} if method == "cam" else None
-        out[method] = gc.sanity.cascading_randomization(_clf.module, _x, target, method, list(randomized), layer,
-                                                        options=options, progress=progress)
-    bar.empty()
-    return out
+            options = {"fc": clf.fc} if method == "cam" else None
+            out[method] = gc.sanity.cascading_randomization(clf.module, x, target, method, list(randomized), layer,
+                                                            options=options, progress=progress)
+        return out
+
+    return queued(repr(("sanity", methods, model, image_id, layer, target, randomized)),
+                  "Randomizing the network, one stage more at a time", work)
 
 
-@st.cache_data(max_entries=8, show_spinner=False)
-def evaluation_table(model: str, n: int, _clf: gc.Classifier) -> list[gc.evaluation.MethodScores]:
+def evaluation_table(model: str, n: int, clf: gc.Classifier) -> list[gc.evaluation.MethodScores]:
     """Every method measured live on ``n`` pictures (the shapes networks) or the sample photos."""
-    data = gc.evaluation.evaluation_set(_clf, n=n)
-    bar = st.progress(0.0, text="Measuring every method…")
     names = list(gc.METHODS)
 
-    def progress(label: str, done: int, total: int) -> None:
-        index = next(i for i, name in enumerate(names) if gc.METHODS[name].label == label)
-        bar.progress((index + done / total) / len(names), text=f"{label}: {done} of {total} pictures")
+    def work(report: Report) -> list[gc.evaluation.MethodScores]:
+        def progress(label: str, done: int, total: int) -> None:
+            index = next(i for i, name in enumerate(names) if gc.METHODS[name].label == label)
+            report((index + done / total) / len(names), f"{label}: {done} of {total} pictures")
 
-    rows = gc.evaluation.evaluate(_clf, data, names, steps=50, progress=progress)
-    bar.empty()
-    return rows
+        return gc.evaluation.evaluate(clf, gc.evaluation.evaluation_set(clf, n=n), names, steps=50, progress=progress)
+
+    return queued(repr(("evaluation", model, n)), "Measuring every method", work)
 
 
 @st.cache_data(max_entries=_CACHED_RESULTS, show_spinner="Reading the feature maps…")
@@ -215,19 +279,14 @@ def bias_evaluations(n: int) -> list[shapes.BiasEvaluation]:
             for network in ("shapes_biased", "shapes_debiased") for name, batch in batches.items()]
 
 
-@st.cache_data(max_entries=_CACHED_RESULTS, show_spinner=False)
 def attack(model: str, image_id: str, label: int, levels: int, steps: int, target: int | None, stop: bool,
-           _clf: gc.Classifier, _x: torch.Tensor) -> gc.attacks.AttackOutcome:
-    """PGD with a budget of ``levels``/255 and Grad-CAM before and after, with a progress bar."""
-    bar = st.progress(0.0, text="Attacking…")
+           clf: gc.Classifier, x: torch.Tensor) -> gc.attacks.AttackOutcome:
+    """PGD with a budget of ``levels``/255 and Grad-CAM before and after, through the slow-work queue."""
+    def work(report: Report) -> gc.attacks.AttackOutcome:
+        return gc.attacks.attack_and_explain(clf, x, label, progress=passes(report, "PGD steps"), epsilon=levels / 255,
+                                             steps=steps, target_class=target, stop_when_flipped=stop)
 
-    def progress(step: int, total: int) -> None:
-        bar.progress(step / total, text=f"PGD step {step} of {total}")
-
-    outcome = gc.attacks.attack_and_explain(_clf, _x, label, progress=progress, epsilon=levels / 255, steps=steps,
-                                            target_class=target, stop_when_flipped=stop)
-    bar.empty()
-    return outcome
+    return queued(repr(("attack", model, image_id, label, levels, steps, target, stop)), "Attacking", work)
 
 
 @st.cache_data(max_entries=2, show_spinner="Drawing the held-out pictures…")
@@ -338,22 +397,20 @@ def synthesis_gallery() -> list[dict]:
         return []
 
 
-@st.cache_data(max_entries=_CACHED_RESULTS, show_spinner=False)
 def synthesized(model: str, target: int | None, layer: str | None, channel: int | None,
-                _clf: gc.Classifier) -> np.ndarray:
+                clf: gc.Classifier) -> np.ndarray:
     """The picture that excites ``target``'s logit or ``channel`` of ``layer`` most, as uint8 RGB: the shipped
-    one when the gallery has it, otherwise computed here with a progress bar (a rerun cancels it)."""
+    one when the gallery has it, otherwise computed through the slow-work queue (a rerun cancels it)."""
     for entry in synthesis_gallery():
         if (entry["model"], entry.get("target"), entry.get("layer"), entry.get("channel")) == (model, target, layer, channel):
             return np.asarray(Image.open(gc.evaluation.PRECOMPUTED / "synthesis" / entry["file"]).convert("RGB"))
-    bar = st.progress(0.0, text="Synthesizing…")
 
-    def progress(step: int, total: int) -> None:
-        bar.progress(step / total, text=f"Gradient ascent: step {step} of {total}")
+    def work(report: Report) -> np.ndarray:
+        picture = gc.synthesis.visualize(clf, target=target, layer=layer, channel=channel,
+                                         progress=passes(report, "gradient-ascent steps"))
+        return (picture * 255).round().byte().permute(1, 2, 0).numpy()
 
-    picture = gc.synthesis.visualize(_clf, target=target, layer=layer, channel=channel, progress=progress)
-    bar.empty()
-    return (picture * 255).round().byte().permute(1, 2, 0).numpy()
+    return queued(repr(("synthesis", model, target, layer, channel)), "Synthesizing", work)
 
 
 @st.cache_data(max_entries=_CACHED_RESULTS, show_spinner="Finding the pictures that excite the channel most…")
