@@ -23,7 +23,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from scipy import stats
 from skimage.feature import hog
 from skimage.metrics import structural_similarity
 from torch import nn
@@ -32,6 +31,7 @@ from .explainers import explain
 from .explainers.base import Progress, Target, as_batch, resolve_targets
 from .hooks import exclusive_eval, model_lock
 from .maps import normalize, upsample
+from .metrics import rank_correlation
 
 __all__ = [
     "MEASURES",
@@ -169,8 +169,8 @@ def similarity(a: torch.Tensor, b: torch.Tensor) -> dict[str, float]:
         raise ValueError(f"Expected two (H, W) maps of one shape, got {tuple(a.shape)} and {tuple(b.shape)}.")
     scaled_a, scaled_b = normalize(a).numpy(), normalize(b).numpy()
     return {
-        "spearman": _rank_correlation(a.numpy(), b.numpy()),
-        "spearman_abs": _rank_correlation(a.abs().numpy(), b.abs().numpy()),
+        "spearman": rank_correlation(a.numpy(), b.numpy()),
+        "spearman_abs": rank_correlation(a.abs().numpy(), b.abs().numpy()),
         "ssim": float(structural_similarity(scaled_a, scaled_b, data_range=1.0)),
         "hog": _pearson(_hog(scaled_a), _hog(scaled_b)),
     }
@@ -185,12 +185,6 @@ def _defined_mean(values: list[float]) -> float:
 def _hog(m: np.ndarray) -> np.ndarray:
     cell = max(2, min(m.shape) // 8)  # 8 x 8 cells, whatever the size
     return hog(m, pixels_per_cell=(cell, cell), cells_per_block=(2, 2), feature_vector=True)
-
-
-def _rank_correlation(a: np.ndarray, b: np.ndarray) -> float:
-    if np.ptp(a) == 0 or np.ptp(b) == 0:
-        return float("nan")
-    return float(stats.spearmanr(a.ravel(), b.ravel()).statistic)
 
 
 def _pearson(a: np.ndarray, b: np.ndarray) -> float:

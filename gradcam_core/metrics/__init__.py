@@ -16,6 +16,7 @@ from .faithfulness import (
     deletion_steps,
     insertion,
     occlusion_correlation,
+    rank_correlation,
     salience_order,
 )
 from .localization import (
@@ -57,5 +58,6 @@ __all__ = [
     "occlusion_correlation",
     "pointing_game",
     "pointing_game_hits",
+    "rank_correlation",
     "salience_order",
 ]

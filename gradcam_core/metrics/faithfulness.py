@@ -26,7 +26,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy import stats
 from torch import nn
 
 from ..explainers.base import Target, as_batch, resolve_targets
@@ -45,6 +44,7 @@ __all__ = [
     "deletion_steps",
     "insertion",
     "occlusion_correlation",
+    "rank_correlation",
     "salience_order",
 ]
 
@@ -205,13 +205,16 @@ def occlusion_correlation(model: nn.Module, x: torch.Tensor, saliency: torch.Ten
         occlusion = Occlusion(model, window=window, stride=stride, batch_size=batch_size)(x, target)
     up = upsample(saliency.detach().float(), tuple(x.shape[-2:])).flatten(1).cpu().numpy()
     reference = occlusion.detach().float().flatten(1).cpu().numpy()
-    return np.array([_spearman(a, b) for a, b in zip(up, reference)])
+    return np.array([rank_correlation(a, b) for a, b in zip(up, reference)])
 
 
-def _spearman(a: np.ndarray, b: np.ndarray) -> float:
+def rank_correlation(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman's rank correlation of two arrays of the same size (flattened); NaN when either is constant."""
+    from scipy import stats  # half a second to import, and only this needs it: not on an app's first page
+
     if np.ptp(a) == 0 or np.ptp(b) == 0:
         return float("nan")
-    return float(stats.spearmanr(a, b).statistic)
+    return float(stats.spearmanr(a.ravel(), b.ravel()).statistic)
 
 
 def _check_maps(saliency: torch.Tensor, n: int) -> None:
