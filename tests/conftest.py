@@ -28,6 +28,7 @@ if str(ROOT) not in sys.path:  # lets a bare `pytest` run from a checkout that i
     sys.path.insert(0, str(ROOT))
 
 import gradcam_core as gc  # noqa: E402
+from postgres_server import postgres  # noqa: E402,F401 - the session's one test PostgreSQL, for every module
 
 ASSETS = ROOT / "assets" / "images"
 CAT_DOG = ASSETS / "cat_dog.png"

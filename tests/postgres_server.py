@@ -142,6 +142,6 @@ def _create_database(server: PostgresServer) -> None:
 
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[PostgresServer]:
-    """One test server for the session (import it into a test module to use it)."""
+    """One test server for the whole session (conftest.py makes it every module's fixture)."""
     with postgres_server() as server:
         yield server

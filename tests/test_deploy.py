@@ -35,7 +35,7 @@ NGINX = shutil.which("nginx", path=os.pathsep.join([os.environ.get("PATH", ""), 
 if NGINX is None:
     pytest.skip("deploy test: no `nginx` executable (apt-get install nginx)", allow_module_level=True)
 
-from postgres_server import HOST, free_port, postgres  # noqa: E402,F401 - postgres: the fixture
+from postgres_server import HOST, free_port  # noqa: E402
 from test_browser import BROWSER_ARGS, CHROMIUM, MAIN, PAGE_LOAD_S, VIEWPORT, sync_api, wait_idle  # noqa: E402
 from test_replicas import app_servers  # noqa: E402
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from postgres_server import HOST, assert_discreet, free_port, postgres  # noqa: F401 - postgres: the fixture
+from postgres_server import HOST, assert_discreet, free_port
 from test_browser import (BROWSER_ARGS, CHROMIUM, MAIN, PAGE_LOAD_S, ROOT, SERVER_START_S, VIEWPORT, _healthy, sync_api,
                           wait_idle)
 from ui.tally import Tally

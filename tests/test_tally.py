@@ -16,7 +16,7 @@ from contextlib import closing
 import psycopg
 import pytest
 
-from postgres_server import PASSWORD, USER, assert_discreet, free_port, postgres  # noqa: F401 - postgres: the fixture
+from postgres_server import PASSWORD, USER, assert_discreet, free_port
 from ui.tally import Tally, TallyUnavailable, data_dir, tally_url
 
 UNAVAILABLE = "Answers are not being recorded; everything else works."
