@@ -1,5 +1,5 @@
-"""Entry point: the route to the chosen page. Each page sets itself up and draws the shared sidebar
-(``ui.widgets.sidebar``), the page links included.
+"""Entry point: the top navigation (``ui.widgets.navigation``) routes to the chosen page. Each page sets
+itself up and draws the shared sidebar (``ui.widgets.sidebar``).
 
     streamlit run app.py
 """
@@ -8,16 +8,9 @@ import logging
 
 import streamlit as st
 
-from ui.widgets import PAGES, SECTIONS
+from ui.widgets import navigation
 
-page = st.navigation(
-    {
-        section: [st.Page(path, title=title, icon=icon, default=(path, title, icon) == PAGES[0])
-                  for path, title, icon in pages]
-        for section, pages in SECTIONS.items()
-    },
-    position="hidden",
-)
+page = navigation()
 try:
     page.run()
 except Exception as error:  # the last line of defence: a message on the page, the traceback in the log

@@ -61,7 +61,8 @@ widgets.lesson(
 )
 shown = display(selection.rgb)
 key = f"where:{selection.model_key}:{selection.picture.image_id}:{selection.target}"
-click = streamlit_image_coordinates(shown, key=key)
+with st.container(width=SIDE):  # as wide as the picture, or as the screen where that is narrower (a phone)
+    click = streamlit_image_coordinates(shown, key=key, width="stretch")
 if click is None:
     st.info("Click on the picture to answer.")
 else:
@@ -81,8 +82,8 @@ else:
     share = at_human / max(float(up.max()), 1e-12)
     distance = float(np.hypot(human[0] - model_y, human[1] - model_x))
     with right:
-        st.metric("The model's map at your point", f"{share:.0%} of its peak")
-        st.metric("Distance between the two points", f"{distance:.0%} of the picture's side")
+        st.metric("The model's map at your point, as a share of its peak", f"{share:.0%}")
+        st.metric("Distance between the two points, as a share of the picture's side", f"{distance:.0%}")
         if selection.model.startswith("shapes"):
             mask = resources.shapes_sample(st.session_state["shapes_seed"]).masks[0]
             human_hit = bool(mask[min(int(human[0] * mask.shape[0]), mask.shape[0] - 1),

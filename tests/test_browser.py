@@ -5,6 +5,10 @@ in a fresh browser context, waited on until the app is idle, checked for excepti
 tracebacks, and saved as a full-page screenshot under ``artifacts/screenshots/`` (git-ignored).
 One more test changes the class on the Grad-CAM page and checks that the figures are redrawn; another
 starts Score-CAM in the method gallery, cancels it mid-way, and runs it again on one stage.
+Two screen sizes get tests of their own: on a 1366x768 laptop the sidebar's controls sit above the fold
+under the top navigation; on a 390x844 phone with a touch screen every page fits the width, the
+navigation opens and leads to a page, and a tap answers "Where would you look?". Their screenshots
+(the viewport only: what the person sees) are ``laptop_*.png`` and ``phone_*.png``.
 
 Needs Debian's ``chromium`` and the ``playwright`` package (``playwright install`` is not needed: the
 system browser is launched). Skipped when either is missing.
@@ -23,6 +27,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+
+pytestmark = pytest.mark.slow
 
 CHROMIUM = shutil.which("chromium")
 if CHROMIUM is None:
@@ -45,6 +51,12 @@ BROWSER_ARGS = [
     "--disable-sync",
 ]
 VIEWPORT = {"width": 1600, "height": 1000}
+LAPTOP = {"width": 1366, "height": 768}  # a common laptop, and a projector's 1366x768
+PHONE = {"width": 390, "height": 844}
+# Streamlit tells a phone by its user agent (it then folds the sidebar away after a page link is tapped).
+PHONE_USER_AGENT = ("Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) "
+                    "Chrome/126.0.0.0 Mobile Safari/537.36")
+OVERFLOW_PX = 4  # sub-pixel rounding, not a sideways scroll anyone could use
 
 SERVER_START_S = 120  # until /_stcore/health answers "ok"
 PAGE_LOAD_S = 120  # the first page also loads the model, on a slow CPU
@@ -74,7 +86,18 @@ PAGES = {
     "class_results": ("/class_results", False),
 }
 
-#: The sidebar's page links, as ui/widgets.py's PAGES lists them.
+#: The top navigation's sections and, in their drop-downs, its page titles, as ui/widgets.py's
+#: SECTIONS lists them.
+NAV_SECTIONS = [
+    "Start",
+    "Looking inside",
+    "CAM and Grad-CAM",
+    "Compare methods",
+    "Which map to trust?",
+    "Diagnose",
+    "Inside the network",
+    "Classroom",
+]
 NAV_TITLES = [
     "Home",
     "1 · Activations",
@@ -98,6 +121,7 @@ NAV_TITLES = [
 
 MAIN = '[data-testid="stMain"]'
 SIDEBAR = '[data-testid="stSidebar"]'
+TOP_NAV = '[data-testid="stTopNav"]'
 FIGURES = ", ".join(
     f"{MAIN} {selector}"
     for selector in (
@@ -133,6 +157,13 @@ CONTENT_HEIGHT_JS = """() => {
         if (el) heights.push(el.scrollHeight);
     }
     return Math.max(...heights);
+}"""
+
+# How far the page, and the main area (which scrolls inside itself), are wider than the screen.
+OVERFLOW_JS = """() => {
+    const main = document.querySelector('[data-testid="stMain"]');
+    return {page: document.documentElement.scrollWidth - window.innerWidth,
+            main: main ? main.scrollWidth - main.clientWidth : 0};
 }"""
 
 
@@ -205,16 +236,30 @@ def browser():
 _SESSIONS = {"opened": 0}  # browser sessions opened on this module's server
 
 
-@pytest.fixture
-def page(browser):
-    """A fresh context (a new Streamlit session) and page for each test."""
+def _browser_page(browser, viewport: dict, **phone):
+    """A fresh context (a new Streamlit session) and its page; ``phone``: a phone's context settings."""
     _SESSIONS["opened"] += 1
-    context = browser.new_context(viewport=VIEWPORT)
+    context = browser.new_context(viewport=viewport, **phone)
     context.set_default_timeout(PAGE_LOAD_S * 1000)
     try:
         yield context.new_page()
     finally:
         context.close()
+
+
+@pytest.fixture
+def page(browser):
+    yield from _browser_page(browser, VIEWPORT)
+
+
+@pytest.fixture
+def laptop(browser):
+    yield from _browser_page(browser, LAPTOP)
+
+
+@pytest.fixture
+def phone(browser):
+    yield from _browser_page(browser, PHONE, has_touch=True, is_mobile=True, user_agent=PHONE_USER_AGENT)
 
 
 def wait_idle(page, timeout_s: float = PAGE_LOAD_S) -> None:
@@ -243,9 +288,10 @@ def wait_figures(page, deadline: float) -> None:
 def open_page(page, url: str, needs_figure: bool) -> None:
     deadline = time.monotonic() + PAGE_LOAD_S
     page.goto(url, wait_until="domcontentloaded")
-    # The page's own title (or the error that replaced the page), then the sidebar's class box.
+    # The page's own title (or the error that replaced the page), then the sidebar's class box (in the
+    # document: on a phone the sidebar starts folded away).
     page.locator(f"{MAIN} h1, {ERRORS}").first.wait_for(state="visible")
-    page.locator(f'{SIDEBAR} [data-testid="stSelectbox"]').first.wait_for(state="visible")
+    page.locator(f'{SIDEBAR} [data-testid="stSelectbox"]').first.wait_for(state="attached")
     wait_idle(page, timeout_s=max(1.0, deadline - time.monotonic()))
     if needs_figure:
         wait_figures(page, deadline)
@@ -268,19 +314,37 @@ def assert_no_errors(page) -> None:
 
 def screenshot(page, name: str) -> Path:
     """The whole main area and sidebar: grow the viewport to the content, then shoot the full page."""
+    viewport = page.viewport_size
     height = min(int(page.evaluate(CONTENT_HEIGHT_JS)), 16000)
-    page.set_viewport_size({"width": VIEWPORT["width"], "height": max(VIEWPORT["height"], height)})
+    page.set_viewport_size({"width": viewport["width"], "height": max(viewport["height"], height)})
     page.wait_for_timeout(700)  # let charts settle after the resize
     path = SCREENSHOTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
-    page.set_viewport_size(VIEWPORT)
+    page.set_viewport_size(viewport)
     return path
 
 
+def nav_sections(page) -> list[str]:
+    """The top navigation's sections."""
+    return [text.strip() for text in page.locator(f'{TOP_NAV} [data-testid="stTopNavSection"]').all_inner_texts()]
+
+
 def nav_titles(page) -> list[str]:
-    """The sidebar's page links, without their icon names."""
-    links = page.locator(f'{SIDEBAR} [data-testid="stPageLink-NavLink"]').all_inner_texts()
-    return [text.strip().splitlines()[-1].strip() for text in links]
+    """The page titles in the top navigation's drop-downs, opened one after the other."""
+    titles = []
+    for section in page.locator(f'{TOP_NAV} [data-testid="stTopNavSection"]').all():
+        section.click()
+        links = page.locator('[data-testid="stTopNavPopover"] [data-testid="stTopNavDropdownLink"]')
+        links.first.wait_for(state="visible", timeout=10_000)
+        titles += [link_title(text) for text in links.all_inner_texts()]
+        page.keyboard.press("Escape")
+        links.first.wait_for(state="hidden", timeout=10_000)
+    return titles
+
+
+def link_title(text: str) -> str:
+    """A navigation link's text without its icon's name."""
+    return text.strip().splitlines()[-1].strip()
 
 
 def first_image_src(page) -> str | None:
@@ -292,16 +356,19 @@ def test_first_visit_by_deep_link(server, page):
     """The first visitor after a server start who opens a page's own URL sees the same app.
 
     Streamlit treats an app with a ``pages/`` folder as an old-style (v1) multipage app until a run of
-    the main script has called ``st.navigation``, and then runs the page alone; the page's own
-    sidebar must give it the same links and layout. This test must be the first session on the server.
+    the main script has called ``st.navigation``, and then runs the page alone; the page's sidebar
+    must set up the navigation itself. This test must be the first session on the server.
     """
     if _SESSIONS["opened"] != 1:
         pytest.skip("needs to be the first browser session on a fresh server: run the whole module")
-    open_page(page, server + PAGES["grad_cam"][0], needs_figure=True)
+    open_page(page, server + PAGES["grad_cam"][0] + "?cmap=viridis", needs_figure=True)
     try:
-        assert nav_titles(page) == NAV_TITLES, (
-            "the sidebar does not show the app's page links on a first visit by deep link"
-        )
+        assert page.locator(f"{MAIN} h1").first.inner_text().startswith("Grad-CAM")
+        assert nav_sections(page) == NAV_SECTIONS, "no top navigation on a first visit by deep link"
+        assert nav_titles(page) == NAV_TITLES
+        # the link's own setting came through the rerun that sets up the navigation
+        assert "/grad_cam?" in page.url and "cmap=viridis" in page.url, page.url
+        assert page.locator(SIDEBAR).get_by_role("combobox", name="Colormap").input_value() == "viridis"
         assert_no_errors(page)
     finally:
         screenshot(page, "first_visit_grad_cam")
@@ -313,7 +380,7 @@ def test_page_renders(server, page, name):
     open_page(page, server + path, needs_figure)
     try:
         assert_no_errors(page)
-        assert nav_titles(page) == NAV_TITLES
+        assert nav_sections(page) == NAV_SECTIONS
         if needs_figure:
             assert page.locator(FIGURES).count() >= 1, f"{name}: no figure in the main area"
     finally:
@@ -364,7 +431,7 @@ def test_gallery_runs_a_slow_method_with_progress_and_cancel(server, page):
     main.locator('[data-testid="stProgress"]').first.wait_for(state="visible", timeout=60_000)
     page.wait_for_timeout(1500)
     screenshot(page, "gallery_score_cam_progress")
-    main.get_by_role("button", name="Cancel the slow methods").click()
+    main.get_by_role("button", name="Cancel", exact=True).click()
     main.get_by_text("Score-CAM: cancelled.").wait_for(state="visible", timeout=60_000)
     wait_idle(page)
     try:
@@ -470,3 +537,70 @@ def test_three_views_of_a_unit_from_a_link(server, page):
         assert page.locator(f'{MAIN} [data-testid="stImage"]').count() >= 5  # synthesized, yours, three strongest
     finally:
         screenshot(page, "units_channel_652")
+
+
+#: Pages whose sidebar must fit a laptop screen: the first one, and the ones a class spends most time on.
+LAPTOP_PAGES = ["home", "grad_cam", "gallery", "quiz", "class_results"]
+
+
+def test_sidebar_controls_fit_a_laptop_screen(server, laptop):
+    """At 1366x768 the top navigation is in view, and so are the sidebar's model and class boxes."""
+    problems = []
+    for name in LAPTOP_PAGES:
+        open_page(laptop, server + PAGES[name][0], needs_figure=False)
+        laptop.screenshot(path=str(SCREENSHOTS / f"laptop_{name}.png"))
+        assert_no_errors(laptop)
+        if not laptop.locator(TOP_NAV).is_visible():
+            problems.append(f"{name}: the top navigation is not visible")
+        sidebar = laptop.locator(SIDEBAR)
+        for label in ("Model", "Class to explain"):
+            box = sidebar.get_by_role("combobox", name=label).bounding_box()
+            if box is None or box["y"] + box["height"] > LAPTOP["height"]:
+                problems.append(f"{name}: the sidebar's {label!r} box is below the fold ({box})")
+    assert not problems, "\n".join(problems)
+
+
+def test_every_page_fits_a_phone(server, phone):
+    """At 390x844 on a touch screen every page of the app loads and nothing scrolls sideways."""
+    from ui.widgets import PAGES as APP_PAGES
+
+    problems = []
+    for path, title, _ in APP_PAGES:
+        name = Path(path).stem
+        url_path, needs_figure = PAGES[name]
+        open_page(phone, server + url_path, needs_figure)
+        phone.screenshot(path=str(SCREENSHOTS / f"phone_{name}.png"))
+        assert_no_errors(phone)
+        overflow = phone.evaluate(OVERFLOW_JS)
+        if max(overflow.values()) > OVERFLOW_PX:
+            problems.append(f"{title}: wider than the phone by {overflow} px")
+    assert not problems, "\n".join(problems)
+
+
+def test_a_phone_navigates_and_answers_with_a_tap(server, phone):
+    """On a phone the top navigation folds into the sidebar: open it, go to page 16, tap the picture."""
+    open_page(phone, server + "/?model=shapes_gap&seed=0", needs_figure=False)
+    assert not phone.locator(TOP_NAV).is_visible()
+    phone.locator('[data-testid="stExpandSidebarButton"]').tap()
+    link = phone.locator('[data-testid="stSidebarNav"] [data-testid="stSidebarNavLink"]').filter(
+        has_text="16 · Where would you look?")
+    # Scrolled to and waited on first: a tap while the sidebar still slides in lands on its other items.
+    link.scroll_into_view_if_needed()
+    sync_api.expect(link).to_be_in_viewport(ratio=1)
+    link.tap()
+    phone.locator(f"{MAIN} h1").filter(has_text="Where would you look?").wait_for(state="visible")
+    wait_idle(phone)
+    assert phone.url.split("?")[0].endswith("/where"), phone.url
+    phone.locator(f'{SIDEBAR}[data-collapsed="true"]').wait_for(state="attached", timeout=10_000)
+    picture = phone.frame_locator('iframe[title*="streamlit_image_coordinates"]').first.locator("img")
+    picture.wait_for(state="visible")
+    box = picture.bounding_box()
+    assert box["x"] >= 0 and box["x"] + box["width"] <= PHONE["width"], f"the picture is not on the screen: {box}"
+    try:
+        picture.tap(position={"x": box["width"] / 2, "y": box["height"] / 2})
+        wait_idle(phone)
+        assert_no_errors(phone)
+        main = phone.locator(MAIN).inner_text()
+        assert "The model's map at your point" in main and "You, on the shape?" in main
+    finally:
+        screenshot(phone, "phone_where_tapped")

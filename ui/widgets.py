@@ -1,4 +1,5 @@
-"""The sidebar every page shares: model, image, class, colours. Each ``*_ui`` returns its value.
+"""The app's navigation, and the sidebar every page shares: model, image, class, colours. Each ``*_ui``
+returns its value.
 
 Each page draws the sidebar first (``selection = widgets.sidebar()``). Streamlit forgets a page's
 widget state when the user leaves the page, so every sidebar choice is also kept under a plain
@@ -46,6 +47,11 @@ h1 { font-size: 3.2rem !important; }
 [data-testid="stMetricValue"] { font-size: 2.6rem !important; }
 </style>"""
 SHAPES_DISPLAY_SIDE = 256
+# A markdown table wider than a phone scrolls inside itself, as code blocks and dataframes do, rather
+# than making the whole page scroll sideways.
+NARROW_SCREEN_STYLE = """<style>
+[data-testid="stMarkdownContainer"] table { display: block; max-width: 100%; overflow-x: auto; }
+</style>"""
 
 
 @dataclass(frozen=True)
@@ -137,18 +143,29 @@ SECTIONS = {
 PAGES = [page for pages in SECTIONS.values() for page in pages]
 
 
-def navigation_ui() -> None:
-    """The page links, section by section, drawn by the sidebar rather than by ``st.navigation``.
+#: Session key, set once this session's runs go through :func:`navigation`.
+ROUTED = "navigation_routed"
 
-    A link opened before anyone has loaded ``app.py`` on a fresh server runs its page alone, in
-    Streamlit's older ``pages/`` mode; drawing the links and the page settings here gives that
-    first visit the same titles and layout as every other.
+
+def navigation() -> st.Page:
+    """Every page in the top navigation, one drop-down a section; returns the page the URL names.
+
+    ``app.py`` calls it on every run. Until some run on the server has called ``st.navigation``, Streamlit
+    serves a page's own URL in its older ``pages/`` mode, which runs that page alone: on a session's
+    first run :func:`sidebar` then calls this itself and reruns, so a link opened first on a fresh
+    server shows the same app. Only a first run: a rerun later would drop the click that started it
+    (and Streamlit's AppTest starts every run in the older mode, its pages alone as before).
     """
-    for section, pages in SECTIONS.items():
-        st.caption(section.upper())
-        for path, title, icon in pages:
-            st.page_link(path, label=title, icon=icon)
-    st.divider()
+    st.session_state[ROUTED] = True
+    return st.navigation(
+        {
+            section: [st.Page(path, title=title, icon=icon, default=(path, title, icon) == PAGES[0])
+                      for path, title, icon in pages]
+            for section, pages in SECTIONS.items()
+        },
+        position="top",
+        expanded=True,  # on a phone the top navigation folds into the sidebar: list every page there
+    )
 
 
 def remembered(key: str, default: object = None) -> dict:
@@ -172,10 +189,13 @@ def _store(key: str) -> None:
 def sidebar() -> Selection:
     """Set up the page and draw the shared sidebar; every page starts with it. Its choices travel in
     the URL (see :mod:`ui.links`), so a copied address opens the same view."""
+    if ROUTED not in st.session_state:  # a first page run alone, in Streamlit's older mode (see navigation)
+        navigation()
+        st.rerun()
     st.set_page_config(page_title="Where does a CNN look?", page_icon=":mag:", layout="wide")
+    st.html(NARROW_SCREEN_STYLE)
     links.start_run()
     with st.sidebar:
-        navigation_ui()
         model = model_ui()
         clf = resources.current_classifier(model)
         picture = shapes_picture_ui() if model.startswith("shapes") else picture_ui()
