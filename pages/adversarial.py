@@ -66,7 +66,8 @@ def maps_ui(selection: widgets.Selection, outcome: attacks.AttackOutcome, attack
     ]
     columns = st.columns(3)
     for column, (caption, rgb, m) in zip(columns, pictures):
-        column.image(gc.overlay(rgb, m, selection.cmap, selection.alpha), caption=f"Grad-CAM for {caption}",
+        column.image(figures.compact(gc.overlay(rgb, m, selection.cmap, selection.alpha)),
+                     caption=f"Grad-CAM for {caption}",
                      width="stretch")
     left, right = st.columns(2)
     left.metric(f"Correlation of the '{clf.categories[label]}' maps before and after",
@@ -99,10 +100,12 @@ outcome = resources.attack(selection.model_key, selection.picture.image_id, labe
 clean_rgb, attacked_rgb = model_view(selection, selection.x), model_view(selection, outcome.adversarial)
 
 columns = st.columns(3)
-columns[0].image(clean_rgb, caption=f"The original, as the model sees it ({clf.input_size[0]}x{clf.input_size[1]})",
+columns[0].image(figures.compact(clean_rgb),
+                 caption=f"The original, as the model sees it ({clf.input_size[0]}x{clf.input_size[1]})",
                  width="stretch")
-columns[1].image(attacked_rgb, caption=f"Attacked: every value moved by at most {levels}/255", width="stretch")
-columns[2].image(perturbation_picture(selection, outcome.adversarial, levels),
+columns[1].image(figures.compact(attacked_rgb),
+                 caption=f"Attacked: every value moved by at most {levels}/255", width="stretch")
+columns[2].image(figures.compact(perturbation_picture(selection, outcome.adversarial, levels)),
                  caption="The change, magnified (grey: none)", width="stretch")
 left, right = st.columns(2)
 for column, probabilities, when in ((left, outcome.clean_probabilities[0], "before"),

@@ -24,7 +24,7 @@ def training_set_ui() -> None:
             for k, (name, pattern) in enumerate(shapes.CUE_PATTERNS.items())]
     st.caption("The five tags, and the class each goes with in the biased training set:")
     for column, (caption, rgb) in zip(st.columns(len(tags)), tags):
-        column.image(rgb, caption=caption, width=96)
+        column.image(figures.compact(rgb), caption=caption, width=96)
 
 
 def picture_ui() -> tuple[int, float]:
@@ -52,9 +52,9 @@ def maps_ui(selection: widgets.Selection, seed: int, bias: float) -> None:
         on_cue, on_object = (float(metrics.mass_in_masks(m, mask)[0]) for mask in (batch.cue_masks, batch.masks))
         with column:
             st.markdown(f"**{resources.MODEL_LABELS[network]}** ({how})")
-            st.image(shapes_view.overlay_with_regions(
+            st.image(figures.compact(shapes_view.overlay_with_regions(
                 batch.pictures[0], m[0], selection.cmap, selection.alpha,
-                [(batch.masks[0], shapes_view.TRUTH_COLOUR), (batch.cue_masks[0], shapes_view.CUE_COLOUR)]),
+                [(batch.masks[0], shapes_view.TRUTH_COLOUR), (batch.cue_masks[0], shapes_view.CUE_COLOUR)])),
                 caption=f"says '{shapes.CLASSES[predicted]}' ({float(probabilities[predicted]):.0%}); "
                         f"Grad-CAM for that class", width="stretch")
             left, right = st.columns(2)

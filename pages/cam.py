@@ -38,7 +38,8 @@ def refusal_ui(selection: widgets.Selection, refusal: ValueError) -> None:
     result = selection.explain(["grad_cam"], [clf.cam_layer])["grad_cam"]
     with right:
         picture = gc.overlay(selection.rgb, result.maps[clf.cam_layer][0], selection.cmap, selection.alpha)
-        st.image(picture, caption=f"Grad-CAM at {clf.cam_layer} for '{selection.class_name}'", width="stretch")
+        st.image(figures.compact(picture),
+                 caption=f"Grad-CAM at {clf.cam_layer} for '{selection.class_name}'", width="stretch")
         figures.download(lambda: picture, f"grad_cam_{selection.model}_{selection.target}.png")
 
 
@@ -96,8 +97,9 @@ def pooling_ui(selection: widgets.Selection) -> None:
         covered = float(metrics.mask_coverages(m, batch.masks, shapes.TIGHT_THRESHOLD)[0])
         iou = float(metrics.mask_ious(m, batch.masks, shapes.TIGHT_THRESHOLD)[0])
         with column:
-            st.image(shapes_view.overlay_with_regions(batch.pictures[0], m[0], selection.cmap, selection.alpha,
-                                                     [(batch.masks[0], shapes_view.TRUTH_COLOUR)]),
+            picture = shapes_view.overlay_with_regions(batch.pictures[0], m[0], selection.cmap, selection.alpha,
+                                                       [(batch.masks[0], shapes_view.TRUTH_COLOUR)])
+            st.image(figures.compact(picture),
                      caption=f"{network}: {pooling}. CAM for '{shapes.CLASSES[target]}'", width="stretch")
             left, right = st.columns(2)
             left.metric("Shape covered", f"{covered:.0%}",

@@ -36,7 +36,7 @@ except ValueError as refusal:
     st.warning(f"**CAM does not apply at {layer}.** It says: {refusal}")
 
 columns = st.columns(3)
-columns[1].image(gc.overlay(selection.rgb, grad_cam, selection.cmap, selection.alpha),
+columns[1].image(figures.compact(gc.overlay(selection.rgb, grad_cam, selection.cmap, selection.alpha)),
                  caption=f"Grad-CAM at {layer}", width="stretch")
 if cam is None:
     columns[0].markdown(
@@ -48,7 +48,7 @@ if cam is None:
                      f"grad_cam_{layer}_{selection.target}.png")
 else:
     difference, largest, r = agreement(cam, grad_cam)
-    columns[0].image(gc.overlay(selection.rgb, cam, selection.cmap, selection.alpha),
+    columns[0].image(figures.compact(gc.overlay(selection.rgb, cam, selection.cmap, selection.alpha)),
                      caption=f"CAM at {layer}", width="stretch")
     columns[2].plotly_chart(
         figures.heatmap(difference, "normalized CAM minus normalized Grad-CAM", "coolwarm", height=300,

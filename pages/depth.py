@@ -48,7 +48,7 @@ fields = resources.receptive_fields(selection.model_key, tuple(blocks), clf)
 depth = st.select_slider("Depth", options=blocks, key=links.linked("depth", blocks[-1], blocks, label="the block"))
 left, right = st.columns(2)
 m = result.maps[depth][0]
-left.image(gc.overlay(selection.rgb, m, selection.cmap, selection.alpha), width="stretch",
+left.image(figures.compact(gc.overlay(selection.rgb, m, selection.cmap, selection.alpha)), width="stretch",
            caption=f"Grad-CAM for '{selection.class_name}' at {depth} (block {blocks.index(depth) + 1} of {len(blocks)})")
 with right:
     rf = fields[depth]

@@ -84,7 +84,8 @@ def explained_ui(selection: widgets.Selection, mistake: Mistake) -> None:
         caption = f"Grad-CAM for '{clf.categories[target]}' ({float(mistake.probabilities[target]):.0%}), {what}"
         if mistake.mask is not None:
             caption += "; its peak is " + ("on the shape" if metrics.pointing_game(m, mistake.mask) else "off the shape")
-        column.image(gc.overlay(mistake.rgb, m, selection.cmap, selection.alpha), caption=caption, width="stretch")
+        column.image(figures.compact(gc.overlay(mistake.rgb, m, selection.cmap, selection.alpha)),
+                     caption=caption, width="stretch")
 
 
 selection = widgets.sidebar()

@@ -124,7 +124,7 @@ def gallery_ui(results: dict[str, gc.Result | str], stages: list[str], selection
             row[0].caption(timing(results[name]))
             for column, (caption, picture) in zip(row[1:], cells(name, results[name], stages, base, selection)):
                 if isinstance(picture, np.ndarray):
-                    column.image(picture, caption=caption, width="stretch")
+                    column.image(figures.compact(picture), caption=caption, width="stretch")
                     pictures.append((f"{method.label} {caption.split(' ')[0]}", picture))
                 elif picture:
                     column.caption(picture)

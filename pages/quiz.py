@@ -69,8 +69,8 @@ def question_ui(state: dict, q: quiz.Question, cmap: str) -> None:
     target = classes[q.shown]
     st.subheader(f"Question {q.number + 1} of {quiz.QUESTIONS}")
     left, right = st.columns(2)
-    left.image(rgb, caption="The picture: two objects, two classes", width="stretch")
-    right.image(visualization(q, model, clf, image_id, rgb, x, target, cmap), width="stretch",
+    left.image(figures.compact(rgb), caption="The picture: two objects, two classes", width="stretch")
+    right.image(figures.compact(visualization(q, model, clf, image_id, rgb, x, target, cmap)), width="stretch",
                 caption="A visualization of ONE of the two classes" + (
                     f": {gc.METHODS[q.method].label}" if state.get("answered") else " (the method is revealed after)"))
     names = sorted(clf.categories[c] for c in classes)

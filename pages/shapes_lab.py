@@ -57,7 +57,8 @@ def train_ui(epochs: int, images: int, seed: int, cmap: str) -> TrainingLog:
         log.snapshots.append((f"epoch {epoch}", watched_cam(clf, watched.pictures[0], watched.images, label, cmap)))
         status.markdown(f"After epoch {epoch} of {epochs}: held-out accuracy **{scores['accuracy']:.0%}**, "
                         f"pointing game **{scores['pointing_game']:.0%}** ({scores['seconds']:.0f} s).")
-        snapshot_slot.image(log.snapshots[-1][1], caption=f"CAM for '{shapes.CLASSES[label]}' after epoch {epoch}",
+        snapshot_slot.image(figures.compact(log.snapshots[-1][1]),
+                            caption=f"CAM for '{shapes.CLASSES[label]}' after epoch {epoch}",
                             width=320)
         curve_slot.plotly_chart(curves(log), key=f"lab_curves_live:{epoch}")
 

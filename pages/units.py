@@ -4,7 +4,7 @@ import streamlit as st
 
 import gradcam_core as gc
 from gradcam_core import synthesis
-from ui import links, resources, shapes_view, widgets
+from ui import figures, links, resources, shapes_view, widgets
 from ui.source import show_code
 
 STRONGEST = 3
@@ -44,7 +44,8 @@ def shown(selection: widgets.Selection, rgb):
 
 def synthesized_ui(selection: widgets.Selection, picture, what: str) -> None:
     clf = selection.clf
-    st.image(shown(selection, picture), caption=f"The picture that excites {what} most", width="stretch")
+    st.image(figures.compact(shown(selection, picture)),
+             caption=f"The picture that excites {what} most", width="stretch")
     probabilities = resources.probabilities(selection.model_key, f"synthesized-{resources.digest(picture.tobytes())}",
                                             clf, clf.preprocess(picture))
     top = probabilities.topk(3).indices.tolist()
@@ -75,7 +76,7 @@ if kind == "a class":
     with right:
         st.markdown(f"For comparison: Grad-CAM of **'{clf.categories[target]}'** on the sidebar's picture.")
         m = selection.explain(["grad_cam"], [clf.cam_layer], target=target)["grad_cam"].maps[clf.cam_layer][0]
-        st.image(gc.overlay(selection.rgb, m, selection.cmap, selection.alpha), width="stretch")
+        st.image(figures.compact(gc.overlay(selection.rgb, m, selection.cmap, selection.alpha)), width="stretch")
     call = f"synthesis.visualize(clf, target={target})   # (3, H, W) in [0, 1]"
 else:
     layer, channel = channel_ui(selection)
@@ -87,11 +88,13 @@ else:
         synthesized_ui(selection, picture, f"channel {channel} of {layer}")
     with columns[1]:
         maps = resources.feature_maps(selection.model_key, selection.picture.image_id, layer, clf, selection.x)
-        st.image(gc.overlay(selection.rgb, maps[channel], selection.cmap, selection.alpha), width="stretch",
+        st.image(figures.compact(gc.overlay(selection.rgb, maps[channel], selection.cmap, selection.alpha)),
+                 width="stretch",
                  caption=f"Channel {channel} on your picture (mean {float(maps[channel].mean()):.3g})")
     with columns[2]:
         for name, rgb, m, mean in resources.strongest_pictures(selection.model_key, layer, channel, STRONGEST, clf):
-            st.image(gc.overlay(shown(selection, rgb), m, selection.cmap, selection.alpha), width="stretch",
+            st.image(figures.compact(gc.overlay(shown(selection, rgb), m, selection.cmap, selection.alpha)),
+                     width="stretch",
                      caption=f"{name}: mean {mean:.3g}")
     call = f"synthesis.visualize(clf, layer='{layer}', channel={channel})"
 

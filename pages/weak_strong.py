@@ -108,9 +108,8 @@ st.caption(f"Picture {number + 1} of {len(pictures)} that both models classify r
            f"**{clf.categories[target]}**. Both maps explain that class.")
 columns = st.columns(2)
 for column, letter, model in zip(columns, "AB", order):
-    column.image(explained(model, image_id, picture, source, target, method, selection.cmap, selection.alpha),
-                 caption=f"Model {letter}",
-                 width="stretch")
+    shown = explained(model, image_id, picture, source, target, method, selection.cmap, selection.alpha)
+    column.image(figures.compact(shown), caption=f"Model {letter}", width="stretch")
 
 key = f"{pair_name}|{image_id}|{method}"
 answered = st.session_state.setdefault("trust_answers", {})

@@ -7,7 +7,7 @@ from PIL import Image, ImageDraw
 from streamlit_image_coordinates import streamlit_image_coordinates
 
 import gradcam_core as gc
-from ui import resources, widgets
+from ui import figures, resources, widgets
 from ui.source import show_code
 
 QUESTION = "where"
@@ -75,7 +75,8 @@ else:
     model_y, model_x, up = peak(m, selection.rgb.shape[:2])
     overlay = gc.overlay(shown, m, selection.cmap, selection.alpha)
     left, right = st.columns(2)
-    left.image(marked(overlay, [(human, HUMAN_COLOUR), ((model_y, model_x), MODEL_COLOUR)]), width="stretch",
+    left.image(figures.compact(marked(overlay, [(human, HUMAN_COLOUR), ((model_y, model_x), MODEL_COLOUR)])),
+               width="stretch",
                caption=f"White: your point. Black: the peak of Grad-CAM for '{selection.class_name}'.")
     height, width = selection.rgb.shape[:2]
     at_human = float(up[min(int(human[0] * height), height - 1), min(int(human[1] * width), width - 1)])

@@ -10,7 +10,7 @@ from streamlit_image_coordinates import streamlit_image_coordinates
 
 import gradcam_core as gc
 
-from . import resources, widgets
+from . import figures, resources, widgets
 
 FIELD_COLOUR = "#ffd600"
 CLICK_SIDE = 448
@@ -39,7 +39,7 @@ def receptive_field_ui(selection: widgets.Selection, layer: str, m: torch.Tensor
     with right:
         st.caption(f"Cell {cell}{'' if click else ' (the centre; click to choose)'}: the yellow box is what it can "
                    "see, the colours what it actually uses.")
-        st.image(_field_picture(selection, rf, cell, effective), width="stretch")
+        st.image(figures.compact(_field_picture(selection, rf, cell, effective)), width="stretch")
     x0, y0, x1, y1 = rf.region(*cell)
     used = _share_inside(effective, rf.region(*cell))
     st.markdown(

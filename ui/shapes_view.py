@@ -44,7 +44,7 @@ def localization_ui(selection: widgets.Selection, m: torch.Tensor, method: str =
                                [(truth, TRUTH_COLOUR), (found, MAP_COLOUR)], scale)
     caption = (f"green: the true box; yellow: the box around {method}'s largest region above 15% of its peak"
                if any(found) else f"green: the true box; {method} is zero everywhere, so it draws no box")
-    st.image(boxed, caption=caption, width="stretch")
+    st.image(figures.compact(boxed), caption=caption, width="stretch")
     left, middle, right = st.columns(3)
     left.metric("Box IoU", f"{iou:.2f}", "a hit (> 0.5)" if iou > 0.5 else "a miss (<= 0.5)",
                 delta_color="normal" if iou > 0.5 else "inverse",
