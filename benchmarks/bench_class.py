@@ -68,7 +68,7 @@ SETTLED_JS = """() => {
         && [...main.querySelectorAll('.js-plotly-plot')].every(p => p.querySelector('svg.main-svg'));
 }"""
 FAILED_JS = """() => document.querySelector('[data-testid="stException"]') !== null
-    || document.body.innerText.includes('Something went wrong while drawing this page')"""
+    || (document.body !== null && document.body.innerText.includes('Something went wrong while drawing this page'))"""
 
 TEACHER_LINK = "/grad_cam?class=243"
 
