@@ -13,6 +13,11 @@ import matplotlib
 matplotlib.use("Agg")  # figures are drawn off-screen, in the server's threads
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+# Plotly checks its values against pandas by looking pandas up in sys.modules, without importing it: while
+# one student's first page is still importing pandas, another's chart met it half-initialized and failed
+# ("partially initialized module 'pandas'", seen with 12 students arriving at once). Imported whole here,
+# before any page can draw a chart.
+import pandas  # noqa: E402, F401
 import plotly.graph_objects as go  # noqa: E402
 import streamlit as st  # noqa: E402
 import torch  # noqa: E402
