@@ -171,24 +171,23 @@ def queued(key: str, label: str, work: Callable[[Report], T]) -> T:
         st.info(f"{label}: cancelled.")
         st.button("Compute it after all", key=f"resume:{key}", on_click=cancelled.discard, args=(key,))
         st.stop()
-    queue = slow_work()
+    queue, status = slow_work(), st.empty()
     ticket = queue.submit(key, work, owner=session_id())
-    if queue.wait(ticket, 0.05):  # kept from an earlier request: no status to flash
-        return queue.result(ticket)
-    status = st.empty()
     try:
-        with status.container():
-            bar = st.progress(0.0, text=f"{label}: starting…")
-            st.button("Cancel", key=f"cancel:{key}", icon=":material/cancel:", on_click=cancelled.add, args=(key,))
-        while not queue.wait(ticket, 0.25):
-            place = queue.place(ticket)
-            if place:
-                bar.progress(0.0, text=f"{label}: waiting for the server, {place - 1} job(s) before yours")
-            else:
-                bar.progress(min(ticket.job.fraction, 1.0), text=f"{label}: {ticket.job.text or 'starting…'}")
+        if not queue.wait(ticket, 0.05):  # else kept from an earlier request: no status to flash
+            with status.container():
+                bar = st.progress(0.0, text=f"{label}: starting…")
+                st.button("Cancel", key=f"cancel:{key}", icon=":material/cancel:", on_click=cancelled.add,
+                          args=(key,))
+            while not queue.wait(ticket, 0.25):
+                place = queue.place(ticket)
+                if place:
+                    bar.progress(0.0, text=f"{label}: waiting for the server, {place - 1} job(s) before yours")
+                else:
+                    bar.progress(min(ticket.job.fraction, 1.0), text=f"{label}: {ticket.job.text or 'starting…'}")
         return queue.result(ticket)
     finally:
-        queue.leave(ticket)
+        queue.leave(ticket)  # also when it finished: the queue keeps no ticket, nor its result, for a session
         status.empty()
 
 
