@@ -36,7 +36,7 @@ if NGINX is None:
     pytest.skip("deploy test: no `nginx` executable (apt-get install nginx)", allow_module_level=True)
 
 from postgres_server import HOST, free_port  # noqa: E402
-from test_browser import BROWSER_ARGS, CHROMIUM, MAIN, PAGE_LOAD_S, VIEWPORT, sync_api, wait_idle  # noqa: E402
+from test_browser import BROWSER_ARGS, CHROMIUM, MAIN, PAGE_LOAD_S, VIEWPORT, stop, sync_api, wait_idle  # noqa: E402
 from test_replicas import app_servers  # noqa: E402
 
 from ui.tally import Tally  # noqa: E402
@@ -95,12 +95,7 @@ def nginx_in_front_of(upstreams: list[str], folder: Path) -> Iterator[str]:
             time.sleep(0.2)
         yield url
     finally:
-        process.terminate()  # SIGTERM: nginx's fast shutdown, workers included
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=15)
+        stop(process)  # SIGTERM: nginx's fast shutdown, workers included
 
 
 def _answers(url: str) -> bool:

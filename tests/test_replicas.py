@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 
 from postgres_server import HOST, assert_discreet, free_port
-from test_browser import (BROWSER_ARGS, CHROMIUM, MAIN, PAGE_LOAD_S, ROOT, SERVER_START_S, VIEWPORT, _healthy, sync_api,
-                          wait_idle)
+from test_browser import (BROWSER_ARGS, CHROMIUM, MAIN, PAGE_LOAD_S, ROOT, SERVER_START_S, VIEWPORT, _healthy, stop,
+                          sync_api, wait_idle)
 from ui.tally import Tally
 
 QUESTION = "Which model would you trust more?"
@@ -50,13 +50,8 @@ def app_servers(count: int, env: dict[str, str], logs: Path) -> Iterator[list[st
         yield urls
     finally:
         for process in processes:
-            process.terminate()
-        for process in processes:
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=15)
+            stop(process)
+
 
 
 def _log_tail(logs: Path) -> str:
