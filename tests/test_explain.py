@@ -31,22 +31,24 @@ from gradcam_core.explainers import Explainer
 from gradcam_core.hooks import model_lock
 
 LAYERS = ["conv2", "relu2"]  # CAM explains the last, relu2, which GAP and fc follow
-ALL_NAMES = [
-    "cam",
-    "grad_cam",
-    "grad_cam_plus_plus",
-    "xgrad_cam",
-    "layer_cam",
-    "hires_cam",
-    "score_cam",
-    "ablation_cam",
-    "eigen_cam",
-    "saliency",
-    "guided_backprop",
-    "deconvnet",
-    "guided_grad_cam",
-    "occlusion",
-]
+#: name -> (class, slow, class-specific, layered, stochastic): what each registry entry must say.
+EXPECTED = {
+    "cam": (gc.CAM, False, True, True, False),
+    "grad_cam": (gc.GradCAM, False, True, True, False),
+    "grad_cam_plus_plus": (gc.GradCAMPlusPlus, False, True, True, False),
+    "xgrad_cam": (gc.XGradCAM, False, True, True, False),
+    "layer_cam": (gc.LayerCAM, False, True, True, False),
+    "hires_cam": (gc.HiResCAM, False, True, True, False),
+    "score_cam": (gc.ScoreCAM, True, True, True, False),
+    "ablation_cam": (gc.AblationCAM, True, True, True, False),
+    "eigen_cam": (gc.EigenCAM, False, False, True, False),
+    "saliency": (gc.Saliency, False, True, False, False),
+    "guided_backprop": (gc.GuidedBackprop, False, True, False, False),
+    "deconvnet": (gc.Deconvnet, False, True, False, False),
+    "guided_grad_cam": (gc.GuidedGradCAM, False, True, True, False),
+    "occlusion": (gc.Occlusion, True, True, False, False),
+}
+ALL_NAMES = list(EXPECTED)
 #: One forward and one backward pass between them.
 GRADIENT_NAMES = [
     "cam",
@@ -58,7 +60,7 @@ GRADIENT_NAMES = [
     "eigen_cam",
     "saliency",
 ]
-INPUT_NAMES = ["saliency", "guided_backprop", "deconvnet", "occlusion"]
+INPUT_NAMES = [name for name, (_, _, _, layered, _) in EXPECTED.items() if not layered]
 
 
 def call(explainer, x, target):
@@ -98,29 +100,9 @@ def test_every_entry_is_filled_in(name):
     assert m.needs == gc.KINDS[m.kind]
     assert isinstance(m.class_specific, bool) and isinstance(m.layered, bool)
     assert isinstance(m.options, tuple) and all(isinstance(o, str) for o in m.options)
-    assert m.slow == (name in ("score_cam", "ablation_cam", "occlusion"))
-    assert m.class_specific == (name != "eigen_cam")
-    assert m.layered == (name not in INPUT_NAMES)
-
-
-def test_the_registry_names_each_class():
-    expected = {
-        "cam": gc.CAM,
-        "grad_cam": gc.GradCAM,
-        "grad_cam_plus_plus": gc.GradCAMPlusPlus,
-        "xgrad_cam": gc.XGradCAM,
-        "layer_cam": gc.LayerCAM,
-        "hires_cam": gc.HiResCAM,
-        "score_cam": gc.ScoreCAM,
-        "ablation_cam": gc.AblationCAM,
-        "eigen_cam": gc.EigenCAM,
-        "saliency": gc.Saliency,
-        "guided_backprop": gc.GuidedBackprop,
-        "deconvnet": gc.Deconvnet,
-        "guided_grad_cam": gc.GuidedGradCAM,
-        "occlusion": gc.Occlusion,
-    }
-    assert {name: m.cls for name, m in gc.METHODS.items()} == expected
+    assert (m.cls, m.slow, m.class_specific, m.layered, m.stochastic) == EXPECTED[name]
+    if m.stochastic:
+        assert "seed" in m.options, name
 
 
 @pytest.mark.parametrize("name", ALL_NAMES)

@@ -35,6 +35,10 @@ KINDS = {
     "perturbation": "forward passes of changed copies, batched: slow",
     "input gradient": "the gradient at the pixels, some with a rule changed at each ReLU; one forward and one "
     "backward pass",
+    "path gradient": "the gradient at the pixels of many changed copies of the picture (a path from a baseline, "
+    "or noisy copies), batched",
+    "relevance": "the score passed back layer by layer with a rule that conserves it; one forward and one "
+    "backward pass",
 }
 
 
@@ -53,6 +57,8 @@ class Method:
         layered: whether it explains named layers (its maps at the layer's resolution) or the
             input's pixels (``(N, C, H, W)``, or ``(N, H, W)`` for occlusion).
         summary: what it changes, and when it helps, in two sentences.
+        stochastic: whether it draws random masks or noise (it then takes ``seed``, and the same
+            seed gives the same map).
         options: the keyword options its constructor takes besides the model and layers.
         build: ``build(model, layers, **options)`` -> an explainer; by default ``cls(model, layers,
             **options)`` for layer methods and ``cls(model, **options)`` for the others.
@@ -68,6 +74,7 @@ class Method:
     layered: bool
     summary: str
     options: tuple[str, ...] = ()
+    stochastic: bool = False
     build: Callable[..., Explainer] | None = None
 
     @property
