@@ -1,4 +1,4 @@
-"""Entry point: the top navigation (``ui.widgets.navigation``) routes to the chosen page. Each page sets
+"""Entry point: the top navigation (``ui.layout.navigation``) routes to the chosen page. Each page sets
 itself up and draws the shared sidebar (``ui.widgets.sidebar``).
 
     streamlit run app.py
@@ -8,7 +8,7 @@ import logging
 
 import streamlit as st
 
-from ui.widgets import navigation
+from ui.layout import navigation
 
 page = navigation()
 try:

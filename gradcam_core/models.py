@@ -50,6 +50,10 @@ def load_model(name: str, pretrained: bool = True, progress: ProgressCallback | 
         progress: called as ``progress(bytes_done, bytes_total)`` while weights download
             (``bytes_total`` is 0 when the server does not say).
 
+    The module carries ``input_normalization = (mean, std)``, the classifier's normalization, for
+    the explainers that need a picture's black in the model's input space
+    (:data:`gradcam_core.explainers.paths.NORMALIZATION`).
+
     Raises:
         ValueError: an unknown name.
         WeightsUnavailableError: ResNet34's weights are not cached and cannot be downloaded.
@@ -63,6 +67,9 @@ def load_model(name: str, pretrained: bool = True, progress: ProgressCallback | 
         raise ValueError(f"Unknown model {name!r}; choose one of {', '.join(MODELS)}.")
     classifier = MODELS[name](pretrained, progress)
     classifier.module.eval()
+    # The explainers that start from a black picture (Integrated Gradients, GradientShap) read
+    # the module's normalization here: pixel value 0 is (0 - mean) / std in its input space.
+    classifier.module.input_normalization = (classifier.mean, classifier.std)
     return classifier
 
 

@@ -4,7 +4,7 @@ import streamlit as st
 import torch
 
 import gradcam_core as gc
-from ui import figures, links, resources, widgets
+from ui import figures, layout, links, resources, widgets
 from ui.source import show_code
 
 EXPLANATION = {
@@ -30,7 +30,7 @@ def controls_ui(clf: gc.Classifier, channels: int) -> tuple[int, int]:
 selection = widgets.sidebar()
 clf = selection.clf
 st.title("Activations: what each layer responds to")
-widgets.lesson(
+layout.lesson(
     "A convolutional layer computes $K$ feature maps $A^k$, one a channel. Each cell $A^k_{ij}$ says "
     "how strongly channel $k$ responds at position $(i, j)$ of the picture. These maps are what CAM and "
     "Grad-CAM weigh and add up."

@@ -8,7 +8,7 @@ import torch
 
 import gradcam_core as gc
 from gradcam_core import attacks, metrics
-from ui import figures, links, resources, shapes_view, widgets
+from ui import figures, layout, links, resources, shapes_view, widgets
 from ui.source import show_code
 
 
@@ -85,7 +85,7 @@ def maps_ui(selection: widgets.Selection, outcome: attacks.AttackOutcome, attack
 selection = widgets.sidebar()
 clf = selection.clf
 st.title("Adversarial examples")
-widgets.lesson(
+layout.lesson(
     "A change too small to see can make a network name another class (Szegedy et al. 2014). The Grad-CAM paper "
     "(Section 6.2) attacked a network until a wrong class won, then explained the *original* class on the attacked "
     "picture: the map still found the object. **Look for** the original class's map staying where it was, while the "

@@ -6,7 +6,7 @@ import torch
 
 import gradcam_core as gc
 from gradcam_core import metrics, shapes
-from ui import figures, links, resources, shapes_view, widgets
+from ui import figures, layout, links, resources, shapes_view, widgets
 from ui.source import show_code
 
 NETWORKS = {"shapes_biased": "trained on the biased set", "shapes_debiased": "trained with the tag by chance"}
@@ -80,7 +80,7 @@ def measurement_ui(rows: list[shapes.BiasEvaluation]) -> None:
 
 selection = widgets.sidebar()
 st.title("Bias detective")
-widgets.lesson(
+layout.lesson(
     "The Grad-CAM paper (Section 6.3) trained a doctor-vs-nurse classifier on image-search results in which most "
     "doctors were men and most nurses women. It scored well on its own kind of data and badly on a gender-balanced "
     "test set, and Grad-CAM showed why: it looked at faces and hair, not at stethoscopes or coats. Retrained on a "

@@ -6,7 +6,7 @@ import torch
 import gradcam_core as gc
 from gradcam_core import metrics, shapes
 from gradcam_core.explainers.base import Result
-from ui import figures, resources, shapes_view, widgets
+from ui import figures, layout, resources, shapes_view, widgets
 from ui.source import show_code
 
 TOP_CHANNELS = 8
@@ -131,7 +131,7 @@ selection = widgets.sidebar()
 clf = selection.clf
 layer = clf.cam_layer
 st.title("CAM: the map a GAP network gives for free")
-widgets.lesson(
+layout.lesson(
     "Some networks end with **global average pooling** (GAP): each feature map of the last convolutional "
     "layer is averaged to one number, and one linear layer turns those numbers into class scores. Then the "
     "weight $w_k^c$ says how much map $k$ counts for class $c$, and the same weights, applied to the maps "

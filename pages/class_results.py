@@ -7,7 +7,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 import gradcam_core as gc
-from ui import figures, quiz, resources, tally, widgets
+from ui import figures, layout, quiz, resources, tally, widgets
 from ui.source import show_code
 
 REFRESH_SECONDS = 5
@@ -104,7 +104,7 @@ def teacher_ui() -> None:
 widgets.sidebar()
 st.title("Class results")
 opened_tally, _ = resources.class_tally()
-widgets.lesson(
+layout.lesson(
     "Every answer given on pages 12, 15 and 16 in this classroom, anonymously (a random id per browser session, "
     f"no names), from the tally{f' in `{opened_tally.where}`' if opened_tally else ''}. Leave this page on the "
     "projector: it refreshes itself."

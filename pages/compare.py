@@ -5,7 +5,7 @@ import torch
 
 import gradcam_core as gc
 from gradcam_core.explainers.cam import CAM
-from ui import figures, widgets
+from ui import figures, layout, widgets
 from ui.source import show_code
 
 
@@ -18,7 +18,7 @@ def agreement(cam: torch.Tensor, grad_cam: torch.Tensor) -> tuple[torch.Tensor, 
 selection = widgets.sidebar()
 clf = selection.clf
 st.title("CAM vs Grad-CAM")
-widgets.lesson(
+layout.lesson(
     "At the last convolutional layer of a network whose head is global average pooling and one linear "
     "layer, $y^c = \\sum_k w_k^c \\frac{1}{Z}\\sum_{ij} A^k_{ij}$, so "
     "$\\partial y^c / \\partial A^k_{ij} = w_k^c / Z$ everywhere and Grad-CAM's $\\alpha_k^c$ is CAM's "

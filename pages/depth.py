@@ -7,7 +7,7 @@ from plotly.subplots import make_subplots
 
 import gradcam_core as gc
 from gradcam_core import metrics
-from ui import figures, links, receptive_view, resources, widgets
+from ui import figures, layout, links, receptive_view, resources, widgets
 from ui.source import show_code
 
 TOP_SHARE = 0.1
@@ -35,7 +35,7 @@ selection = widgets.sidebar()
 clf = selection.clf
 blocks = clf.blocks
 st.title("Grad-CAM at every depth")
-widgets.lesson(
+layout.lesson(
     f"The Grad-CAM paper explains the last convolutional layer, where the maps are coarse and on the object; "
     f"earlier layers give sharper maps that light up edges everywhere. Here are all {len(blocks)} blocks of "
     f"{resources.MODEL_LABELS.get(selection.model, selection.model)}, from one forward and one backward pass. "

@@ -8,7 +8,7 @@ import torch
 
 import gradcam_core as gc
 from gradcam_core import metrics, shapes
-from ui import figures, links, resources, shapes_view, widgets
+from ui import figures, layout, links, resources, shapes_view, widgets
 from ui.source import show_code
 
 HELD_OUT = 500
@@ -91,7 +91,7 @@ def explained_ui(selection: widgets.Selection, mistake: Mistake) -> None:
 selection = widgets.sidebar()
 clf = selection.clf
 st.title("Failure modes")
-widgets.lesson(
+layout.lesson(
     "The Grad-CAM paper (Section 6.1) looked at the mistakes of a network on ImageNet and found that many "
     "seemingly unreasonable predictions had reasonable explanations: the map lay on something that looks like the "
     "predicted class, or on a second object in the picture. **Look for** where the map of the wrong answer lies, "

@@ -5,7 +5,7 @@ import streamlit as st
 from PIL import Image
 
 import gradcam_core as gc
-from ui import figures, links, widgets
+from ui import figures, layout, links, widgets
 from ui.source import show_code
 
 CELL_SIDE = 256
@@ -153,7 +153,7 @@ def eigen_lesson_ui(selection: widgets.Selection) -> None:
 selection = widgets.sidebar()
 clf = selection.clf
 st.title("Method gallery: every explainer, side by side")
-widgets.lesson(
+layout.lesson(
     f"{len(gc.METHODS)} answers to one question: where does the network see **{selection.class_name}**? Each row is a "
     "method, each column a stage of the network. Methods of one kind read the same thing from the network "
     "(the heading says what); the text beside each says what it changes. The gradient methods share one "

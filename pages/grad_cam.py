@@ -5,7 +5,7 @@ import torch
 
 import gradcam_core as gc
 from gradcam_core.explainers.base import LayerExplainer, weighted_sum
-from ui import figures, links, receptive_view, widgets
+from ui import figures, layout, links, receptive_view, widgets
 from ui.source import show_code
 
 
@@ -17,7 +17,7 @@ def weights_ui(stages: list[str]) -> str:
 selection = widgets.sidebar()
 clf = selection.clf
 st.title("Grad-CAM, layer by layer")
-widgets.lesson(
+layout.lesson(
     f"Grad-CAM weighs each feature map $A^k$ of a layer by how much the score of **{selection.class_name}** "
     "rises when that map rises, averaged over the map, then keeps the positive part of the sum. "
     "It needs no special architecture: any convolutional layer will do."

@@ -6,7 +6,7 @@ import torch
 from PIL import Image
 
 import gradcam_core as gc
-from ui import figures, links, widgets
+from ui import figures, layout, links, widgets
 from ui.source import show_code
 
 PIXEL_METHODS = ["saliency", "guided_backprop", "deconvnet"]
@@ -54,7 +54,7 @@ def class_block(selection: widgets.Selection, results: dict[str, gc.Result], lay
 selection = widgets.sidebar()
 clf = selection.clf
 st.title("Pixel-space methods, and Guided Grad-CAM")
-widgets.lesson(
+layout.lesson(
     "Three ways to send the score back to the pixels. **Saliency** is the plain gradient. "
     "**Guided Backpropagation** lets through each ReLU only positive gradients, and only where the input was "
     "positive. The **deconvnet** lets through positive gradients wherever they arrive. All three are sharp, "

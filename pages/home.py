@@ -1,52 +1,14 @@
-"""Home: what the app shows, a path through the pages, and which models are ready."""
+"""Home: what the app shows, a path through the pages, and which models are ready.
+
+The title, the lesson and the plans need no model: they are drawn first, and torch, the package and
+the model are imported only after them, so a student on a server just started reads the page while
+the sidebar and the models panel fill in.
+"""
 
 import streamlit as st
 
-import gradcam_core as gc
-from gradcam_core import shapes
-from ui import resources, widgets
+from ui import layout
 
-
-def download_ui() -> None:
-    """ResNet34's weights: a button with a real progress bar, and a plain note when offline."""
-    if resources.resnet34_ready():
-        st.success(f"**ResNet34** is ready ({gc.models.weights_path('resnet34')}).")
-        return
-    st.info(
-        "**ResNet34** needs its ImageNet weights (83 MB), downloaded once into the torch cache. "
-        "Until then the pages use EfficientNet-Lite0, and every page works."
-    )
-    if st.button("Download ResNet34's ImageNet weights", key="download_resnet34"):
-        bar = st.progress(0.0, text="Connecting…")
-        shown = {"percent": -1}
-
-        def progress(done: int, total: int) -> None:
-            percent = int(100 * done / total) if total else 0
-            if percent != shown["percent"]:
-                shown["percent"] = percent
-                bar.progress(percent / 100, text=f"{done / 1e6:.0f} of {total / 1e6:.0f} MB" if total else f"{done / 1e6:.0f} MB")
-
-        try:
-            gc.download_weights("resnet34", progress=progress)
-        except gc.WeightsUnavailableError as error:
-            bar.empty()
-            st.warning(f"No download: {error}")
-        else:
-            st.rerun()
-
-
-selection = widgets.sidebar()
-st.title("Where does a CNN look when it decides?")
-widgets.lesson(
-    f"""
-A convolutional network turns a picture into a class. These pages open it up and show **where** it
-looked: the feature maps it computes, the maps of CAM, Grad-CAM and the methods that followed it,
-which weigh those feature maps by how much they raise the score of one class, and the pictures of
-the methods that send the score back to the pixels. The gallery sets all {len(gc.METHODS)} side by side.
-
-Pick a model, an image and a class in the sidebar; your choice follows you from page to page.
-"""
-)
 #: The 45-minute class: (minutes, page, what to do and what to ask).
 CLASS_PLAN = [
     ("0-5", "pages/home.py", "Project this page with Presenter mode on (sidebar). Ask: where would *you* look to "
@@ -80,8 +42,19 @@ SELF_STUDY = [
     ("pages/failures.py", "a network's mistakes, judged"),
     ("pages/quiz.py", "the paper's quiz: which class is it?"),
 ]
-TITLES = {path: (title, icon) for path, title, icon in widgets.PAGES}
+TITLES = {path: (title, icon) for path, title, icon in layout.PAGES}
 
+st.title("Where does a CNN look when it decides?")
+layout.lesson(
+    """
+A convolutional network turns a picture into a class. These pages open it up and show **where** it
+looked: the feature maps it computes, the maps of CAM, Grad-CAM and the methods that followed it,
+which weigh those feature maps by how much they raise the score of one class, and the pictures of
+the methods that send the score back to the pixels. The gallery sets them all side by side.
+
+Pick a model, an image and a class in the sidebar; your choice follows you from page to page.
+"""
+)
 left, right = st.columns([3, 2])
 with left:
     teach, learn = st.tabs(["A 45-minute class", "On your own"])
@@ -98,6 +71,42 @@ with left:
         for path, what in SELF_STUDY:
             title, icon = TITLES[path]
             st.page_link(path, label=f"{title}: {what}", icon=icon)
+
+# Everything below needs torch and a model (see the docstring).
+import gradcam_core as gc  # noqa: E402
+from gradcam_core import shapes  # noqa: E402
+from ui import resources, widgets  # noqa: E402
+
+
+def download_ui() -> None:
+    """ResNet34's weights: a button with a real progress bar, and a plain note when offline."""
+    if resources.resnet34_ready():
+        st.success(f"**ResNet34** is ready ({gc.models.weights_path('resnet34')}).")
+        return
+    st.info(
+        "**ResNet34** needs its ImageNet weights (83 MB), downloaded once into the torch cache. "
+        "Until then the pages use EfficientNet-Lite0, and every page works."
+    )
+    if st.button("Download ResNet34's ImageNet weights", key="download_resnet34"):
+        bar = st.progress(0.0, text="Connecting…")
+        shown = {"percent": -1}
+
+        def progress(done: int, total: int) -> None:
+            percent = int(100 * done / total) if total else 0
+            if percent != shown["percent"]:
+                shown["percent"] = percent
+                bar.progress(percent / 100, text=f"{done / 1e6:.0f} of {total / 1e6:.0f} MB" if total else f"{done / 1e6:.0f} MB")
+
+        try:
+            gc.download_weights("resnet34", progress=progress)
+        except gc.WeightsUnavailableError as error:
+            bar.empty()
+            st.warning(f"No download: {error}")
+        else:
+            st.rerun()
+
+
+selection = widgets.sidebar()
 with right:
     st.subheader("Models")
     st.success("**EfficientNet-Lite0 and Lite2** are ready: their ImageNet weights come with pip, no network needed.")

@@ -5,7 +5,7 @@ import pandas as pd
 import streamlit as st
 
 import gradcam_core as gc
-from ui import figures, quiz, resources, shapes_view, widgets
+from ui import figures, layout, quiz, resources, shapes_view, widgets
 from ui.source import show_code
 
 QUESTION = "quiz"
@@ -101,7 +101,7 @@ def question_ui(state: dict, q: quiz.Question, cmap: str) -> None:
 
 selection = widgets.sidebar()
 st.title("Which class is it?")
-widgets.lesson(
+layout.lesson(
     "The Grad-CAM paper (Section 5.1) tested whether its maps let a person tell *which* class a network is "
     "explaining: people saw a picture with two objects and one visualization, and named the class. **Look for** "
     "whether the visualization singles out one object, or lights up both."

@@ -8,7 +8,7 @@ from PIL import Image
 
 import gradcam_core as gc
 from gradcam_core import shapes
-from ui import figures, links, widgets
+from ui import figures, layout, links, widgets
 from ui.source import show_code
 
 # A held-out picture (its seed lies outside the training seeds) watched while the network trains.
@@ -92,7 +92,7 @@ def log_ui(log: TrainingLog) -> None:
 
 selection = widgets.sidebar()
 st.title("Shapes lab: train it yourself")
-widgets.lesson(
+layout.lesson(
     f"Each picture holds one {', '.join(shapes.CLASSES[:-1])} or {shapes.CLASSES[-1]}, 24 to 40 pixels across, "
     "of any colour and place, on clutter. A small network with a GAP head learns to name the shape from labels alone. "
     "Below, the CAM of one held-out picture is redrawn after every epoch: watch the network learn *where* "

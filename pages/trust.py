@@ -7,7 +7,7 @@ import torch
 from PIL import Image
 
 import gradcam_core as gc
-from ui import figures, links, resources, widgets
+from ui import figures, layout, links, resources, widgets
 from ui.source import show_code
 
 DEFAULT_METHODS = ["grad_cam", "grad_cam_plus_plus", "saliency", "guided_backprop"]
@@ -117,7 +117,7 @@ def evaluation_ui(selection: widgets.Selection) -> list[gc.evaluation.MethodScor
 selection = widgets.sidebar()
 clf = selection.clf
 st.title("Which map to trust?")
-widgets.lesson(
+layout.lesson(
     "The gallery shows maps that disagree. Three kinds of evidence help choose. **Faithfulness**: delete the "
     "pixels a map calls important and the class should fade fast; put them back into a blurred copy and it "
     "should return fast (Petsiuk et al. 2018). **Sanity**: re-initialize the network's weights and a map that "

@@ -4,7 +4,7 @@ import streamlit as st
 
 import gradcam_core as gc
 from gradcam_core import synthesis
-from ui import figures, links, resources, shapes_view, widgets
+from ui import figures, layout, links, resources, shapes_view, widgets
 from ui.source import show_code
 
 STRONGEST = 3
@@ -56,7 +56,7 @@ def synthesized_ui(selection: widgets.Selection, picture, what: str) -> None:
 selection = widgets.sidebar()
 clf = selection.clf
 st.title("What a unit wants to see")
-widgets.lesson(
+layout.lesson(
     "Grad-CAM shows where a network looked; this shows what it looks *for*. DeepVis (Yosinski et al. 2015) starts "
     "from noise and changes the picture, step by step, to excite one unit as much as possible; kept natural by a few "
     "regularizers (here Olah et al.'s 2017 recipe: a Fourier-space picture, natural colour axes, random jitter, "

@@ -7,7 +7,7 @@ import pandas as pd
 import streamlit as st
 
 import gradcam_core as gc
-from ui import figures, links, resources, shapes_view, tally, widgets
+from ui import figures, layout, links, resources, shapes_view, tally, widgets
 from ui.source import show_code
 
 #: Pair -> (weaker, stronger) model.
@@ -78,7 +78,7 @@ def class_results_ui() -> None:
 
 selection = widgets.sidebar()
 st.title("Weak or strong model?")
-widgets.lesson(
+layout.lesson(
     "Two networks give the same, right answer. Can their maps tell you which one to trust? In the Grad-CAM paper "
     "(Section 5.3) people saw the visualizations of AlexNet and of the more accurate VGG-16 on pictures both "
     "classified right, and rated VGG-16 as more reliable (by +1.27 on a scale from -2 to +2 with Guided "

@@ -7,7 +7,7 @@ from PIL import Image, ImageDraw
 from streamlit_image_coordinates import streamlit_image_coordinates
 
 import gradcam_core as gc
-from ui import figures, resources, widgets
+from ui import figures, layout, resources, widgets
 from ui.source import show_code
 
 QUESTION = "where"
@@ -54,7 +54,7 @@ def record(key: str, choice: str, right: bool | None, detail: str) -> None:
 selection = widgets.sidebar()
 clf = selection.clf
 st.title("Where would you look?")
-widgets.lesson(
+layout.lesson(
     f"Before you see the model's map: **click where you see the evidence for '{selection.class_name}'** (the "
     "sidebar's picture and class). Then compare with where Grad-CAM's map peaks. On a shapes picture the true "
     "object is known, so you and the model both play the pointing game."

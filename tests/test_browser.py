@@ -567,7 +567,7 @@ def test_sidebar_controls_fit_a_laptop_screen(server, laptop):
 
 def test_every_page_fits_a_phone(server, phone):
     """At 390x844 on a touch screen every page of the app loads and nothing scrolls sideways."""
-    from ui.widgets import PAGES as APP_PAGES
+    from ui.layout import PAGES as APP_PAGES
 
     problems = []
     for path, title, _ in APP_PAGES:

@@ -76,6 +76,9 @@ class Result:
         cams: layer name -> ``(N, h, w)`` the Grad-CAM maps (Guided Grad-CAM only).
         seconds: the time of the method's own step, after the shared pass.
         pass_seconds: the time of the shared forward and backward passes.
+        integration_error: ``(N,)`` for Integrated Gradients: the map's sum minus
+            ``y^c(x) - y^c(baseline)``, which completeness makes 0 but for the error of the
+            integration rule (captum's "convergence delta").
     """
 
     maps: dict[str, torch.Tensor]
@@ -87,6 +90,7 @@ class Result:
     cams: dict[str, torch.Tensor] = field(default_factory=dict)
     seconds: float = 0.0
     pass_seconds: float = 0.0
+    integration_error: torch.Tensor | None = None
 
 
 @dataclass(frozen=True)

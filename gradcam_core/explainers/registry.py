@@ -19,10 +19,12 @@ from .grad_cam import GradCAM
 from .grad_cam_plus_plus import GradCAMPlusPlus
 from .guided import GuidedBackprop, GuidedGradCAM
 from .hires_cam import HiResCAM
+from .is_cam import ISCAM
 from .layer_cam import LayerCAM
 from .occlusion import Occlusion
 from .saliency import Saliency
 from .score_cam import ScoreCAM
+from .ss_cam import SSCAM
 from .xgrad_cam import XGradCAM
 
 __all__ = ["KINDS", "METHODS", "Method"]
@@ -148,6 +150,15 @@ METHODS: dict[str, Method] = {m.name: m for m in [
            "Weighs each channel by how much the score falls when the channel is zeroed. Gradient-free like "
            "Score-CAM; the ablated copies run through the rest of the network only, so the last layer is cheap.",
            options=_PERTURBATION),
+    Method("ss_cam", SSCAM, "SS-CAM", "Wang, Naidu et al., arXiv", 2020, "perturbation", True, True,
+           "Score-CAM with noise added to each channel's mask, the class probability averaged over the noisy "
+           "copies. Smoother weights than Score-CAM, at many times its cost (35 passes per channel by default).",
+           options=("samples", "noise", "seed", *_PERTURBATION), stochastic=True),
+    Method("is_cam", ISCAM, "IS-CAM", "Naidu, Wang et al., arXiv", 2020, "perturbation", True, True,
+           "Score-CAM with each channel's mask applied at growing strengths and the class probabilities "
+           "averaged, as integrated gradients does along a path. Channels that matter only while the picture is "
+           "faint count too; 10 passes per channel by default.",
+           options=("samples", *_PERTURBATION)),
     Method("saliency", Saliency, "Saliency (gradient)", "Simonyan et al., ICLR workshop", 2014, "input gradient",
            True, False,
            "The plain gradient of the score with respect to each pixel, the strongest colour channel shown. "

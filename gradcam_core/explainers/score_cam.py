@@ -32,8 +32,11 @@ class ScoreCAM(PerturbationCAM):
         >>> r = ScoreCAM(model, ["layer4"], batch_size=32, progress=lambda done, total: None)(x, 243)
     """
 
+    #: Forward passes per mask (the smoothed and integrated variants score each mask several times).
+    passes_per_mask = 1
+
     def passes(self, activations: torch.Tensor) -> int:
-        return int(_varying(activations).sum())
+        return self.passes_per_mask * int(_varying(activations).sum())
 
     def score_channels(self, p: Pass, layer: str, tally: Tally) -> torch.Tensor:
         a = p.activations[layer]
@@ -46,10 +49,14 @@ class ScoreCAM(PerturbationCAM):
                 masks = upsample(a[i, ks], tuple(p.x.shape[-2:]))
                 low = masks.amin(dim=(1, 2), keepdim=True)
                 masks = (masks - low) / (masks.amax(dim=(1, 2), keepdim=True) - low)
-                probabilities = self.model(p.x[i] * masks[:, None]).softmax(dim=1)
-                weights[i, ks] = probabilities[:, p.targets[i]]
-                tally.advance(len(ks))
+                weights[i, ks] = self.score_masks(p, i, masks, tally)
         return weights
+
+    def score_masks(self, p: Pass, i: int, masks: torch.Tensor, tally: Tally) -> torch.Tensor:
+        """``(M,)``: the weight of each of the ``(M, H, W)`` masks in [0, 1] for image ``i``."""
+        probabilities = self.model(p.x[i] * masks[:, None]).softmax(dim=1)
+        tally.advance(len(masks))
+        return probabilities[:, p.targets[i]]
 
 
 def _varying(a: torch.Tensor) -> torch.Tensor:
