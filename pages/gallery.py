@@ -49,8 +49,8 @@ def settings_ui(clf: gc.Classifier) -> tuple[list[str], dict[str, dict]]:
             "gallery_window", max(4, side // 7), range(4, side // 2 + 1), int))
         stride = right.slider("Occlusion stride (pixels)", 2, side // 2, key=links.linked(
             "gallery_stride", max(2, side // 14), range(2, side // 2 + 1), int))
-    slow = {"batch_size": batch}
-    options = {"score_cam": slow, "ablation_cam": slow, "occlusion": {**slow, "window": window, "stride": stride}}
+    options = {name: {"batch_size": batch} for name, method in gc.METHODS.items() if "batch_size" in method.options}
+    options["occlusion"].update(window=window, stride=stride)
     return [s for s in clf.stages if s in stages], options
 
 

@@ -186,9 +186,10 @@ def _plotly_scale(cmap: str) -> list[list]:
 
 
 def method_picture(name: str, m: torch.Tensor, base: np.ndarray, cmap: str, alpha: float) -> np.ndarray:
-    """One picture's result of method ``name`` at ``base``'s size: a ``(h, w)`` map (and occlusion's
-    ``(H, W)``) as a heat overlay, saliency as its strength, any other ``(3, H, W)`` picture on grey."""
+    """One picture's result of method ``name`` at ``base``'s size: a ``(h, w)`` map (and the pixel-space
+    perturbation methods' ``(H, W)``) as a heat overlay; a ``(3, H, W)`` attribution as its strength at each
+    pixel, or on grey where the registry says it is a picture (guided backprop's edges)."""
     if m.dim() == 2:
         return gc.overlay(base, m.clamp(min=0), cmap, alpha)
-    rgb = gc.maps.heat_image(gc.Saliency.strength(m)) if name == "saliency" else gc.to_image(m)
+    rgb = gc.to_image(m) if gc.METHODS[name].picture else gc.maps.heat_image(gc.Saliency.strength(m))
     return np.asarray(Image.fromarray(rgb).resize((base.shape[1], base.shape[0]), Image.BILINEAR))

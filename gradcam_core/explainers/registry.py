@@ -19,6 +19,8 @@ from .grad_cam import GradCAM
 from .grad_cam_plus_plus import GradCAMPlusPlus
 from .guided import GuidedBackprop, GuidedGradCAM
 from .hires_cam import HiResCAM
+from .input_x_gradient import InputXGradient
+from .integrated_gradients import IntegratedGradients
 from .is_cam import ISCAM
 from .layer_cam import LayerCAM
 from .occlusion import Occlusion
@@ -61,6 +63,8 @@ class Method:
         summary: what it changes, and when it helps, in two sentences.
         stochastic: whether it draws random masks or noise (it then takes ``seed``, and the same
             seed gives the same map).
+        picture: whether its ``(N, 3, H, W)`` result is a picture to show as it is (guided
+            backprop's edges), rather than an attribution whose strength at each pixel is drawn as heat.
         options: the keyword options its constructor takes besides the model and layers.
         build: ``build(model, layers, **options)`` -> an explainer; by default ``cls(model, layers,
             **options)`` for layer methods and ``cls(model, **options)`` for the others.
@@ -77,6 +81,7 @@ class Method:
     summary: str
     options: tuple[str, ...] = ()
     stochastic: bool = False
+    picture: bool = False
     build: Callable[..., Explainer] | None = None
 
     @property
@@ -166,16 +171,30 @@ METHODS: dict[str, Method] = {m.name: m for m in [
     Method("guided_backprop", GuidedBackprop, "Guided Backprop", "Springenberg et al., ICLR workshop", 2015,
            "input gradient", True, False,
            "The gradient with every ReLU passing back only positive signals where its input was positive: "
-           "crisp edges, but nearly the same picture for every class."),
+           "crisp edges, but nearly the same picture for every class.",
+           picture=True),
     Method("deconvnet", Deconvnet, "Deconvnet", "Zeiler and Fergus, ECCV", 2014, "input gradient", True, False,
            "Passes the positive part of the signal back through each ReLU whatever its input was: shows the "
            "patterns the units respond to, even less class-specific than guided backprop. Without max pooling "
-           "(EfficientNet) it is the same picture for every image."),
+           "(EfficientNet) it is the same picture for every image.",
+           picture=True),
     Method("guided_grad_cam", GuidedGradCAM, "Guided Grad-CAM", "Selvaraju et al., ICCV", 2017, "input gradient",
            True, True,
            "Guided backprop times the upsampled Grad-CAM: the edges of guided backprop, kept only where "
            "Grad-CAM says the class is. Sharp and class-discriminative.",
-           options=("counterfactual",)),
+           options=("counterfactual",),
+           picture=True),
+    Method("input_x_gradient", InputXGradient, "Input × Gradient", "Shrikumar et al., arXiv", 2016,
+           "input gradient", True, False,
+           "The gradient times the pixel's own value: what each pixel adds to the score, to first order. "
+           "Less speckled than the plain gradient where the picture is flat, but a pixel at the mean colour always "
+           "counts 0."),
+    Method("integrated_gradients", IntegratedGradients, "Integrated Gradients", "Sundararajan et al., ICML", 2017,
+           "path gradient", True, False,
+           "Averages the gradient along the straight path from a baseline picture (black, or the image blurred) to "
+           "the image, times the difference, so the map adds up to how far the score rose from the baseline. "
+           "A pixel whose gradient is flat at the image (saturated) still gets its share.",
+           options=("steps", "baseline", "rule", "batch_size", "progress")),
     Method("occlusion", Occlusion, "Occlusion", "Zeiler and Fergus, ECCV", 2014, "perturbation", True, False,
            "Slides a grey square over the image and records how far the score falls. A direct measure of "
            "what the score depends on, at the price of one forward pass per position.",
