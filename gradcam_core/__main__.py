@@ -203,6 +203,9 @@ def sanity_main(argv: list[str]) -> int:
                         help="comma-separated method names (default: grad_cam,saliency,guided_backprop)")
     parser.add_argument("--target", default=None, help="class index or name (default: the top-1 class)")
     parser.add_argument("--seed", type=int, default=0, help="seeds the new weights (default: 0)")
+    parser.add_argument("--figure", type=Path, default=None,
+                        help="also write the figure of the paper's Figure 2 to this PNG: each method's map (absolute "
+                             "values) at every step, and the Spearman curves")
     args = parser.parse_args(argv)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     try:
@@ -219,14 +222,53 @@ def sanity_main(argv: list[str]) -> int:
           f"randomized from the top: {', '.join(layers)}.\n")
     print("| method | measure | " + " | ".join(["original", *(f"to {layer}" for layer in layers)]) + " |")
     print("|---|---|" + "---:|" * (len(layers) + 1))
+    checks = []
     for method in methods:
         options = {"fc": classifier.fc} if method == "cam" else None
         check = sanity.cascading_randomization(classifier.module, x, target, method, layers, classifier.cam_layer,
                                                seed=args.seed, options=options)
+        checks.append(check)
         for measure in ("spearman_abs", "ssim", "hog"):
             values = " | ".join(f"{v:.2f}" for v in check.similarity[measure])
-            print(f"| {METHODS[method].label} | {sanity.MEASURES[measure]} | {values} |")
+            print(f"| {METHODS[method].label} | {sanity.MEASURES[measure]} | {values} |", flush=True)
+    if args.figure is not None:
+        sanity_figure(checks, np.asarray(load_image(args.image).resize(x.shape[-1:-3:-1]))).savefig(args.figure, dpi=110)
+        print(f"\nwrote {args.figure}")
     return 0
+
+
+def sanity_figure(checks: list[sanity.Randomization], rgb: np.ndarray):
+    """Adebayo et al.'s Figure 2 for these checks: a row of maps a method (absolute values, each scaled to
+    its own 99th percentile and clipped, as the paper shows them), one column a step, and the Spearman
+    curves below."""
+    from matplotlib.figure import Figure  # only the figure option draws; the rest of the CLI never needs it
+
+    steps = checks[0].steps
+    columns = len(steps) + 1
+    figure = Figure(figsize=(1.6 * columns, 1.6 * len(checks) + 3.2), layout="constrained")
+    rows = figure.subfigures(2, 1, height_ratios=[1.6 * len(checks), 3.2])
+    grid = rows[0].subplots(len(checks), columns, squeeze=False)
+    for row, check in zip(grid, checks):
+        row[0].imshow(rgb)
+        row[0].set_ylabel(METHODS[check.method].label, rotation=0, ha="right", va="center", fontsize=8)
+        for axis, m in zip(row[1:], check.maps):
+            magnitude = m[0].abs()
+            scaled = magnitude / torch.quantile(magnitude, 0.99).clamp(min=1e-12)
+            axis.imshow(scaled.numpy(), cmap="gray", vmin=0, vmax=1)
+    for axis in grid.flat:
+        axis.set_xticks([])
+        axis.set_yticks([])
+    for axis, step in zip(grid[0, 1:], steps):
+        axis.set_title(step.split(" + ")[-1] if step != "original" else step, fontsize=8)
+    grid[0, 0].set_title("picture", fontsize=8)
+    curves = rows[1].subplots()
+    for check in checks:
+        curves.plot(range(len(steps)), check.similarity["spearman_abs"], marker="o", label=METHODS[check.method].label)
+    curves.set_xticks(range(len(steps)), ["original", *(f"to {s.split(' + ')[-1]}" for s in steps[1:])], fontsize=8)
+    curves.set_ylabel("Spearman of |map|\nwith the original")
+    curves.axhline(0, color="grey", linewidth=0.5)
+    curves.legend(fontsize=7, ncols=2)
+    return figure
 
 
 def attack_main(argv: list[str]) -> int:

@@ -90,3 +90,17 @@ def test_the_synthesize_command_writes_pictures_and_an_index(tmp_path, capsys):
     assert "has 64 channels; channel 999 does not exist" in capsys.readouterr().err
     assert main(["synthesize", "--model", "shapes_gap", "--classes", "", "--channels", "a:b:c", "--out", str(tmp_path)]) == 2
     assert "is not layer:channel" in capsys.readouterr().err
+
+
+def test_the_sanity_command_prints_each_measure_and_draws_figure_2(shapes_picture, tmp_path, capsys):
+    figure = tmp_path / "figure2.png"
+    argv = [str(shapes_picture), "--model", "shapes_gap", "--methods", "grad_cam,saliency", "--figure", str(figure)]
+    assert main(["sanity", *argv]) == 0
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if line.startswith("| Grad-CAM |") or line.startswith("| Saliency")]
+    assert len(rows) == 2 * 3  # Spearman of |map|, SSIM, HOG for each method
+    steps = len(gc.load_model("shapes_gap").stages) + 2  # the original, the classifier, then every stage
+    assert all(row.count("|") == steps + 3 for row in rows)
+    assert all(row.split("|")[3].strip() == "1.00" for row in rows)  # the original equals itself
+    picture = np.asarray(Image.open(figure))
+    assert picture.ndim == 3 and picture.shape[0] > 300 and picture.std() > 0
