@@ -44,6 +44,12 @@ def trust_table(answers: list[tally.Answer]) -> pd.DataFrame:
     return table.groupby(["pair", "trusted"]).size().unstack(fill_value=0)
 
 
+def spot_table(answers: list[tally.Answer]) -> pd.DataFrame:
+    table = pd.DataFrame([{"round": a.detail.split("|")[0], "answer": {True: "as the model", False: "not as the model"}
+                           .get(a.correct, "could not tell")} for a in answers])
+    return table.groupby(["round", "answer"]).size().unstack(fill_value=0)
+
+
 def _share(flags) -> float | None:
     flags = list(flags)
     return 100 * sum(flags) / len(flags) if flags else None
@@ -59,7 +65,8 @@ def results_ui() -> None:
     except tally.TallyUnavailable as error:
         st.warning(str(error))
         return
-    by_question = {name: [a for a in answers if a.question == name] for name in ("quiz", "where", "weak_vs_strong")}
+    by_question = {name: [a for a in answers if a.question == name] for name in ("quiz", "where", "weak_vs_strong",
+                                                                              "spot_the_difference")}
     sessions = len({a.session for a in answers})
     st.caption(f"{len(answers)} answers from {sessions} browser sessions; refreshed every {REFRESH_SECONDS} s.")
     st.subheader("15 · Which class is it?")
@@ -77,6 +84,11 @@ def results_ui() -> None:
         st.dataframe(trust_table(by_question["weak_vs_strong"]))
     else:
         st.caption("No votes yet.")
+    st.subheader("18 · Spot the difference")
+    if by_question["spot_the_difference"]:
+        st.dataframe(spot_table(by_question["spot_the_difference"]))
+    else:
+        st.caption("No guesses yet.")
 
 
 def teacher_ui() -> None:
@@ -105,7 +117,7 @@ widgets.sidebar()
 st.title("Class results")
 opened_tally, _ = resources.class_tally()
 layout.lesson(
-    "Every answer given on pages 12, 15 and 16 in this classroom, anonymously (a random id per browser session, "
+    "Every answer given on pages 12, 15, 16 and 18 in this classroom, anonymously (a random id per browser session, "
     f"no names), from the tally{f' in `{opened_tally.where}`' if opened_tally else ''}. Leave this page on the "
     "projector: it refreshes itself."
 )

@@ -18,7 +18,8 @@ from streamlit.testing.v1 import AppTest  # noqa: E402
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 PAGES = ["home", "activations", "cam", "grad_cam", "guided", "compare", "shapes_lab", "gallery", "trust",
-         "bias", "adversarial", "failures", "weak_strong", "units", "depth", "quiz", "where", "class_results"]
+         "bias", "adversarial", "failures", "weak_strong", "units", "depth", "quiz", "where", "class_results",
+         "spot_difference"]
 TIGER_CAT, EGYPTIAN_CAT = 282, 285
 
 
@@ -500,3 +501,29 @@ def test_an_unusable_tally_gives_a_message_and_the_pages_keep_working(tmp_path, 
     assert "**Model B** was" in page_text(at)  # the reveal still comes
     results = open_page("class_results")
     assert not problems(results) and any("class tally cannot use" in w.value for w in results.warning)
+
+
+def test_spot_the_difference_asks_first_then_shows_what_tells_the_classes_apart_and_tallies_the_guess():
+    from ui.tally import Tally
+
+    before = len(Tally().answers("spot_the_difference"))
+    at = open_page("spot_difference")
+    assert not problems(at) and not at.error
+    assert any("Answer to see what the model goes by" in i.value for i in at.info)
+    assert not at.radio(key="spot_guess_1").value and "Round 2" not in [h.value for h in at.subheader]
+    at.radio(key="spot_guess_1").set_value("boxer").run()
+    assert not problems(at) and not at.error
+    assert any("The model says 'bull mastiff'" in w.value for w in at.warning)  # Lite0: 33% against 15%
+    captions = "\n".join(picture.caption for image in at.get("image") for picture in image.proto.imgs)
+    assert "'bull mastiff' rather than 'boxer'" in captions and "'boxer' rather than 'bull mastiff'" in captions
+    assert "Finer-CAM" in page_text(at) and "Round 2" in [h.value for h in at.subheader]
+    at.radio(key="spot_guess_2").set_value("I cannot tell").run()
+    assert not problems(at) and not at.error
+    answers = Tally().answers("spot_the_difference")
+    assert len(answers) == before + 2
+    assert [(a.choice, a.correct) for a in answers[-2:]] == [("boxer", False), ("I cannot tell", None)]
+    at.radio(key="spot_guess_1").set_value("bull mastiff").run()  # a changed mind is not counted twice
+    assert len(Tally().answers("spot_the_difference")) == before + 2
+    results = open_page("class_results")
+    assert not problems(results)
+    assert "18 · Spot the difference" in [h.value for h in results.subheader]

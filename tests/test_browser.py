@@ -84,9 +84,10 @@ PAGES = {
     "quiz": ("/quiz", True),
     "where": ("/where", False),
     "class_results": ("/class_results", False),
+    "spot_difference": ("/spot_difference", False),
 }
 
-#: The top navigation's sections and, in their drop-downs, its page titles, as ui/widgets.py's
+#: The top navigation's sections and, in their drop-downs, its page titles, as ui/layout.py's
 #: SECTIONS lists them.
 NAV_SECTIONS = [
     "Start",

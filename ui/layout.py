@@ -41,6 +41,7 @@ SECTIONS = {
         ("pages/quiz.py", "15 · Which class is it? (quiz)", ":material/quiz:"),
         ("pages/where.py", "16 · Where would you look?", ":material/touch_app:"),
         ("pages/class_results.py", "17 · Class results", ":material/leaderboard:"),
+        ("pages/spot_difference.py", "18 · Spot the difference", ":material/difference:"),
     ],
 }
 #: Every page, in order.
