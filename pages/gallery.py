@@ -10,6 +10,14 @@ from ui.source import show_code
 
 CELL_SIDE = 256
 DEFAULT_METHODS = ["cam", "grad_cam", "grad_cam_plus_plus", "layer_cam", "eigen_cam", "saliency", "guided_backprop"]
+#: The gallery's filter: what a method must be to be offered.
+FILTERS = {
+    "fast": lambda method: not method.slow,
+    "class-specific": lambda method: method.class_specific,
+    "deterministic": lambda method: not method.stochastic,
+    "at a layer": lambda method: method.layered,
+    "at the pixels": lambda method: not method.layered,
+}
 
 
 def heading(kind: str) -> str:
@@ -22,16 +30,24 @@ def row_columns(stages: list[str]) -> list:
 
 
 def methods_ui() -> list[str]:
-    """The methods to compare, one row of toggles per kind, in the registry's order."""
+    """The methods to compare, one row of toggles per kind, in the registry's order, narrowed by a filter."""
+    only = st.segmented_control("Offer only the methods that are", list(FILTERS), selection_mode="multi",
+                                key=links.linked("gallery_only", [], parse=links.names,
+                                                 valid=lambda chosen: set(chosen) <= set(FILTERS), label="the filter"))
+    offered = [name for name, method in gc.METHODS.items() if all(FILTERS[f](method) for f in only)]
     chosen = []
     for kind in gc.KINDS:
         names = [name for name, method in gc.METHODS.items() if method.kind == kind]
         key = links.linked(f"methods_{kind.replace(' ', '_')}", [n for n in names if n in DEFAULT_METHODS],
                            parse=links.names, valid=lambda chosen, names=names: set(chosen) <= set(names),
                            label=f"the {kind} methods")
-        picked = st.pills(heading(kind), names, selection_mode="multi", format_func=lambda n: gc.METHODS[n].label,
-                          key=key, help=gc.KINDS[kind])
-        chosen += picked
+        shown = [name for name in names if name in offered]
+        if not shown:
+            continue
+        # the filter hides a method: it is no longer chosen either
+        st.session_state[key] = [name for name in st.session_state[key] if name in shown]
+        chosen += st.pills(heading(kind), shown, selection_mode="multi", format_func=lambda n: gc.METHODS[n].label,
+                           key=key, help=gc.KINDS[kind])
     return [name for name in gc.METHODS if name in chosen]
 
 
@@ -39,7 +55,7 @@ def settings_ui(clf: gc.Classifier) -> tuple[list[str], dict[str, dict]]:
     stages = st.segmented_control("Stages (columns)", clf.stages, selection_mode="multi", key=links.linked(
         "gallery_stages", list(clf.stages), parse=links.names, valid=lambda chosen: set(chosen) <= set(clf.stages),
         label="the stages")) or clf.stages[-1:]
-    with st.expander("Settings of the slow methods"):
+    with st.expander("Settings of the slow and the random methods"):
         left, middle, right = st.columns(3)
         batch = left.select_slider("Batch size", [8, 16, 32, 64, 128],
                                    key=links.linked("gallery_batch", 32, [8, 16, 32, 64, 128], int),
@@ -49,7 +65,12 @@ def settings_ui(clf: gc.Classifier) -> tuple[list[str], dict[str, dict]]:
             "gallery_window", max(4, side // 7), range(4, side // 2 + 1), int))
         stride = right.slider("Occlusion stride (pixels)", 2, side // 2, key=links.linked(
             "gallery_stride", max(2, side // 14), range(2, side // 2 + 1), int))
-    options = {name: {"batch_size": batch} for name, method in gc.METHODS.items() if "batch_size" in method.options}
+        seed = left.number_input("Seed of the random methods", 0, 9999, key=links.linked("gallery_seed", 0, range(10000), int),
+                                 help="The methods that draw random masks or noise give the same map for the same seed; "
+                                      "try another to see how much of the map is chance.")
+    options = {name: {**({"batch_size": batch} if "batch_size" in method.options else {}),
+                      **({"seed": seed} if "seed" in method.options else {})}
+               for name, method in gc.METHODS.items() if {"batch_size", "seed"} & set(method.options)}
     options["occlusion"].update(window=window, stride=stride)
     return [s for s in clf.stages if s in stages], options
 
@@ -170,7 +191,7 @@ results: dict[str, gc.Result | str] = {}
 if "cam" in chosen:
     results["cam"] = cam_result(selection)
 if fast:
-    results.update(selection.explain(fast, stages))
+    results.update(selection.explain(fast, stages, options={m: options[m] for m in fast if m in options} or None))
 slow = [m for m in chosen if gc.METHODS[m].slow]
 if slow:
     results.update(slow_results_ui(selection, slow, stages, options))

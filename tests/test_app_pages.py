@@ -212,16 +212,29 @@ def gallery_captions(at: AppTest) -> str:
 def test_the_gallery_draws_every_chosen_method_in_the_registry():
     at = open_page("gallery")
     at.selectbox(key="widget:model").set_value("shapes_gap").run()
-    for kind in ("layer gradient", "layer activation", "input gradient"):
+    for kind in gc.KINDS:
         names = [name for name, method in gc.METHODS.items() if method.kind == kind]
         at.button_group(key=f"methods_{kind.replace(' ', '_')}").set_value(names).run()
     assert not problems(at) and not at.error, [e.value for e in at.error]
     text = gallery_captions(at)
-    for name in ("grad_cam", "grad_cam_plus_plus", "xgrad_cam", "layer_cam", "hires_cam", "eigen_cam", "saliency",
-                 "guided_backprop", "deconvnet", "guided_grad_cam", "cam"):
-        assert f"**{gc.METHODS[name].label}**" in text, name
+    for method in gc.METHODS.values():
+        assert f"**{method.label}**" in text, method.name
     assert "shared pass" in text  # each row says what it cost
-    assert len(at.get("image")) >= 4 * 8 + 4
+    layered = sum(method.layered for method in gc.METHODS.values())
+    assert len(at.get("image")) >= 4 * (layered - 1) + 1 + (len(gc.METHODS) - layered)  # CAM: the last stage only
+
+
+def test_the_gallery_filter_offers_only_the_methods_it_names():
+    at = open_page("gallery")
+    at.button_group(key="gallery_only").set_value(["fast", "deterministic"]).run()
+    assert not problems(at)
+    by_label = {method.label: method for method in gc.METHODS.values()}
+    offered = [by_label[label] for group in at.get("button_group") if group.key and group.key.startswith("methods_")
+               for label in group.options]
+    assert offered and len(offered) < len(gc.METHODS)
+    for method in offered:
+        assert not method.slow and not method.stochastic, method.name
+    assert not [group for group in at.get("button_group") if group.key == "methods_perturbation"]
 
 
 def test_the_gallery_runs_the_slow_methods():
