@@ -1,10 +1,12 @@
 """A class at once: N simulated students follow the Home page's 45-minute plan on one fresh app server.
 
-    python benchmarks/bench_class.py --students 1 10 30 [--browsers 3] [--arrival 5] [--server-cpus 0,1]
+    python benchmarks/bench_class.py --students 1 10 30 [--client browser|protocol] [--think 0] [--arrival 5]
+                                     [--browsers 3] [--server-cpus 0,1]
 
 For each N, a fresh ``streamlit run app.py`` (the default models, an empty data folder) is started and
 timed to its first page. Then N students arrive within ``--arrival`` seconds (a teacher pasted a link in
-the class chat) and each one, as fast as the app lets them:
+the class chat) and each one, looking at each page ``--think`` seconds on average (0: as fast as the app
+lets them, a stress test):
 
 1. opens the teacher's shared link (the Grad-CAM page of the bulldog-and-cat photo, 'bull mastiff');
 2. changes the class to 'tiger cat';
@@ -14,17 +16,23 @@ the class chat) and each one, as fast as the app lets them:
 6. votes on "weak or strong model?";
 7. opens the class results.
 
-A student is a real browser session: a Playwright context in Debian's Chromium, many contexts in a few
-browser processes. A browser rather than a client of Streamlit's websocket protocol, because that
-protocol is internal (its widget ids are hashes of the page's code and change with it), and because a
-browser also fetches the pictures and runs the click component: what is timed is what a student waits
-for. Each page is opened by its address, so each step is a new Streamlit session, which costs the server
-a little more than a click on a link would.
+Each page is opened by its address, so each of those steps is a new Streamlit session, which costs the
+server a little more than a click on a link would. A student is one of two clients:
+
+* ``browser`` (the default): a real browser session, a Playwright context in Debian's Chromium, many
+  contexts in a few browser processes. It fetches the pictures, draws the charts and runs the click
+  component: what is timed is what a student waits for. But a browser page costs its machine far more
+  than the server's share, so on one small machine 30 of them measure the browsers, not the server.
+* ``protocol``: a client of Streamlit's own websocket protocol (``streamlit_client.py``). It sends what a
+  browser sends (a page's address, the widget states after a click) and downloads every picture the page
+  shows, and nothing else: what is timed is the server's part of a student's wait, from the action to the
+  script's end and the last picture received. The protocol is internal to Streamlit (widget ids are
+  hashes of the page's code), so widgets are found as a browser finds them, by label or key.
 
 Per step: the time from the action (an address opened, a click) to a settled page (the step's result is
 on the page, nothing shows "running", a spinner or a stale element, every picture and chart is drawn),
 and errors (an exception box, the app's "Something went wrong", a time-out). For the server: CPU
-seconds (user + system, from /proc) per interaction, and peak memory (VmHWM). The students' browsers run
+seconds (user + system, from /proc) per interaction, and peak memory (VmHWM). The students' clients run
 on the same machine as the server unless ``--server-cpus`` pins the server apart, so the times are
 pessimistic for a server of its own; the CPU seconds per interaction are the server's alone.
 """
@@ -48,6 +56,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from playwright.async_api import async_playwright
+from streamlit_client import StreamlitSession
 
 ROOT = Path(__file__).resolve().parents[1]
 HOST = "127.0.0.1"
@@ -83,7 +92,13 @@ class Step:
 @dataclass
 class Student:
     number: int
+    think: float = 0.0  # seconds spent on a page before the next action, on average
     steps: list[Step] = field(default_factory=list)
+
+    async def reads(self) -> None:
+        """Look at the page before acting: ``think`` seconds, half to one and a half of it, drawn per step."""
+        if self.think:
+            await asyncio.sleep(self.think * random.Random(self.number * 1000 + len(self.steps)).uniform(0.5, 1.5))
 
 
 async def settled(page, done_text: str | None, started: float) -> float:
@@ -159,8 +174,71 @@ async def follow_the_plan(student: Student, page, url: str) -> None:
         ("open 17 · Class results", goto("/class_results"), "answers from"),
     ]
     for name, action, done_text in plan:
+        if student.steps:
+            await student.reads()
         if not await timed(student, name, page, action, done_text):
             return  # the next steps need this one's page
+
+
+async def follow_the_plan_without_a_browser(student: Student, url: str) -> None:
+    """The same plan through Streamlit's protocol (``--client protocol``); each page opened by its address is a
+    new session, as in the browser."""
+    session: StreamlitSession | None = None
+
+    def goto(page: str, query: str = ""):
+        async def action():
+            nonlocal session
+            if session is not None:
+                await session.close()
+            session = await StreamlitSession(url, STEP_TIMEOUT_S).connect()
+            return await session.open(page, query)
+        return action
+
+    async def change_class():
+        return await session.choose(session.last.widget("selectbox", label="Class to explain"), "tiger cat")
+
+    async def answer(question: str, choice: str | None = None):
+        radio = session.last.widget("radio", label=question)
+        await session.choose(radio, choice or radio.options[0])
+        return await session.click(session.last.widget("button", label="Answer"))
+
+    async def click_picture():
+        picture = session.last.widget("component_instance", key="")
+        return await session.component(picture, {"x": 60 + student.number % 100, "y": 90, "width": 448, "height": 448,
+                                                 "unix_time": int(time.time() * 1000)})
+
+    plan = [
+        ("open the shared link (3 · Grad-CAM)", goto("grad_cam", TEACHER_LINK.split("?")[1]), "bull mastiff"),
+        ("change the class", change_class, "tiger cat"),
+        ("open 1 · Activations", goto("activations"), None),
+        ("open 2 · CAM", goto("cam"), None),
+        ("open 15 · Quiz", goto("quiz"), "Which class does it explain?"),
+        ("answer the quiz", lambda: answer("Which class does it explain?"), "drawn by"),
+        ("open 16 · Where would you look?", goto("where", "model=shapes_gap&seed=3"), None),
+        ("click where you would look", click_picture, "You, on the shape?"),
+        ("open 12 · Weak or strong?", goto("weak_strong"), "Which model would you trust more?"),
+        ("vote", lambda: answer("Which model would you trust more?",
+                                random.Random(student.number).choice(["Model A", "Model B"])), "The class so far"),
+        ("open 17 · Class results", goto("class_results"), "answers from"),
+    ]
+    try:
+        for name, action, done_text in plan:
+            if student.steps:
+                await student.reads()
+            started = time.monotonic()
+            try:
+                run = await action()
+                if run.failed:
+                    raise RuntimeError("an error box on the page")
+                if done_text is not None and done_text not in run.text:
+                    raise RuntimeError(f"{done_text!r} is not on the page")
+                student.steps.append(Step(name, time.monotonic() - started))
+            except Exception as error:  # noqa: BLE001 - every failure is a finding of the benchmark
+                student.steps.append(Step(name, None, f"{type(error).__name__}: {str(error)[:160]}"))
+                return
+    finally:
+        if session is not None:
+            await session.close()
 
 
 def free_port() -> int:
@@ -239,39 +317,75 @@ async def computed_view_cost(browser, url: str, pid: int, views: int = 5) -> tup
     return statistics.median(cpu), statistics.median(seconds)
 
 
-async def run_class(n: int, browsers: int, arrival: float, server_cpus: str | None) -> dict:
+async def run_class(n: int, browsers: int, arrival: float, server_cpus: str | None, client: str,
+                    think: float) -> dict:
     data_dir = tempfile.mkdtemp(prefix="gradcam-bench-class-")
     process, url, healthy = start_server(data_dir, server_cpus)
     try:
-        async with async_playwright() as playwright:
-            pool = [await playwright.chromium.launch(executable_path=shutil.which("chromium"), args=BROWSER_ARGS)
-                    for _ in range(max(1, min(browsers, n)))]
-            first_page = await first_page_seconds(pool[0], url)
-            cpu_before, wall_before = cpu_seconds(process.pid), time.monotonic()
-            students = [Student(i) for i in range(n)]
-
-            async def attend(student: Student) -> None:
-                await asyncio.sleep(random.Random(student.number).uniform(0, arrival))
-                context = await pool[student.number % len(pool)].new_context(viewport={"width": 1366, "height": 768})
-                context.set_default_timeout(STEP_TIMEOUT_S * 1000)  # a starved browser is slow to click, not broken
-                page = await context.new_page()
-                try:
-                    await follow_the_plan(student, page, url)
-                finally:
-                    await context.close()
-
-            await asyncio.gather(*(attend(s) for s in students))
-            cpu = cpu_seconds(process.pid) - cpu_before
-            wall = time.monotonic() - wall_before
-            view_cpu, view_seconds = await computed_view_cost(pool[0], url, process.pid)
-            for browser in pool:
-                await browser.close()
-        return {"n": n, "students": students, "healthy": healthy, "first_page": first_page, "cpu": cpu, "wall": wall,
-                "peak_mb": peak_memory_mb(process.pid), "view_cpu": view_cpu, "view_seconds": view_seconds}
+        if client == "protocol":
+            run = await _class_without_a_browser(n, arrival, think, url, process.pid)
+        else:
+            run = await _class_in_browsers(n, browsers, arrival, think, url, process.pid)
+        return {"n": n, "healthy": healthy, "peak_mb": peak_memory_mb(process.pid), **run}
     finally:
         process.terminate()
         process.wait(timeout=30)
         shutil.rmtree(data_dir, ignore_errors=True)
+
+
+async def _class_in_browsers(n: int, browsers: int, arrival: float, think: float, url: str, pid: int) -> dict:
+    async with async_playwright() as playwright:
+        pool = [await playwright.chromium.launch(executable_path=shutil.which("chromium"), args=BROWSER_ARGS)
+                for _ in range(max(1, min(browsers, n)))]
+        first_page = await first_page_seconds(pool[0], url)
+        cpu_before, wall_before = cpu_seconds(pid), time.monotonic()
+        students = [Student(i, think) for i in range(n)]
+
+        async def attend(student: Student) -> None:
+            await asyncio.sleep(random.Random(student.number).uniform(0, arrival))
+            context = await pool[student.number % len(pool)].new_context(viewport={"width": 1366, "height": 768})
+            context.set_default_timeout(STEP_TIMEOUT_S * 1000)  # a starved browser is slow to click, not broken
+            page = await context.new_page()
+            try:
+                await follow_the_plan(student, page, url)
+            finally:
+                await context.close()
+
+        await asyncio.gather(*(attend(s) for s in students))
+        cpu, wall = cpu_seconds(pid) - cpu_before, time.monotonic() - wall_before
+        view_cpu, view_seconds = await computed_view_cost(pool[0], url, pid)
+        for browser in pool:
+            await browser.close()
+    return {"students": students, "first_page": first_page, "cpu": cpu, "wall": wall, "view_cpu": view_cpu,
+            "view_seconds": view_seconds}
+
+
+async def _class_without_a_browser(n: int, arrival: float, think: float, url: str, pid: int) -> dict:
+    started = time.monotonic()
+    async with StreamlitSession(url, STEP_TIMEOUT_S) as session:
+        home = await session.open("")
+    if "Now explaining with" not in home.text:
+        raise RuntimeError("the Home page did not settle")
+    first_page = (None, time.monotonic() - started)
+    cpu_before, wall_before = cpu_seconds(pid), time.monotonic()
+    students = [Student(i, think) for i in range(n)]
+
+    async def attend(student: Student) -> None:
+        await asyncio.sleep(random.Random(student.number).uniform(0, arrival))
+        await follow_the_plan_without_a_browser(student, url)
+
+    await asyncio.gather(*(attend(s) for s in students))
+    cpu, wall = cpu_seconds(pid) - cpu_before, time.monotonic() - wall_before
+    costs, seconds = [], []
+    for _ in range(5):  # one more student opening the teacher's link, already computed, one at a time
+        before, started = cpu_seconds(pid), time.monotonic()
+        async with StreamlitSession(url, STEP_TIMEOUT_S) as session:
+            await session.open("grad_cam", TEACHER_LINK.split("?")[1])
+            seconds.append(time.monotonic() - started)
+            await asyncio.sleep(1.0)  # the session's last messages, still on the server's account
+        costs.append(cpu_seconds(pid) - before)
+    return {"students": students, "first_page": first_page, "cpu": cpu, "wall": wall,
+            "view_cpu": statistics.median(costs), "view_seconds": statistics.median(seconds)}
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -282,9 +396,10 @@ def report(run: dict) -> None:
     steps = [step for student in run["students"] for step in student.steps]
     names = list(dict.fromkeys(step.page for step in steps))
     title, whole = run["first_page"]
-    print(f"\n### {run['n']} student(s): the server healthy {run['healthy']:.1f} s after its start; its first page's "
-          f"title {title:.1f} s after the first request, the whole page settled at {whole:.1f} s; the plan took "
-          f"{run['wall']:.0f} s\n")
+    print(f"\n### {run['n']} student(s): the server healthy {run['healthy']:.1f} s after its start; its first page"
+          + (f"'s title {title:.1f} s after the first request, the whole page settled at {whole:.1f} s"
+             if title is not None else f" whole {whole:.1f} s after the first request")
+          + f"; the plan took {run['wall']:.0f} s\n")
     print("| step | interactions | p50 s | p95 s | max s | errors |")
     print("|---|---:|---:|---:|---:|---:|")
     for name in [*names, "all"]:
@@ -313,11 +428,19 @@ def main() -> None:
     parser.add_argument("--browsers", type=int, default=3, help="Chromium processes the students share")
     parser.add_argument("--arrival", type=float, default=5.0, help="seconds over which the students arrive")
     parser.add_argument("--server-cpus", help="pin the server to these CPUs (taskset -c), e.g. 0")
+    parser.add_argument("--think", type=float, default=0.0,
+                        help="seconds a student looks at a page before the next action, on average (default 0: as fast "
+                             "as the app lets them, a stress test; a class in the plan's pace is nearer 10-20)")
+    parser.add_argument("--client", choices=["browser", "protocol"], default="browser",
+                        help="a student is a Chromium page (what a student waits for, the browsers' work included) or "
+                             "a client of Streamlit's websocket protocol (the server's part of the wait alone)")
     args = parser.parse_args()
-    print(f"{os.cpu_count()} CPUs; browsers: {args.browsers}; arrival within {args.arrival:.0f} s; "
-          f"server CPUs: {args.server_cpus or 'shared with the browsers'}")
+    print(f"{os.cpu_count()} CPUs; client: {args.client}"
+          + (f"; browsers: {args.browsers}" if args.client == "browser" else "")
+          + f"; arrival within {args.arrival:.0f} s; {args.think:.0f} s on each page; server CPUs: "
+          f"{args.server_cpus or 'shared with the clients'}")
     for n in args.students:
-        report(asyncio.run(run_class(n, args.browsers, args.arrival, args.server_cpus)))
+        report(asyncio.run(run_class(n, args.browsers, args.arrival, args.server_cpus, args.client, args.think)))
 
 
 if __name__ == "__main__":
