@@ -610,3 +610,18 @@ def test_a_phone_navigates_and_answers_with_a_tap(server, phone):
         assert "The model's map at your point" in main and "You, on the shape?" in main
     finally:
         screenshot(phone, "phone_where_tapped")
+
+
+def test_the_class_benchmarks_protocol_client_follows_the_whole_plan(server):
+    """benchmarks/bench_class.py --client protocol: one student through the plan on this server, no error."""
+    import asyncio
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    try:
+        import bench_class
+    finally:
+        sys.path.pop(0)
+    student = bench_class.Student(7)
+    asyncio.run(bench_class.follow_the_plan_without_a_browser(student, server))
+    assert [step.error for step in student.steps if step.error] == []
+    assert len(student.steps) == 11 and all(step.seconds >= 0 for step in student.steps)
