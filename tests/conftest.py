@@ -328,7 +328,16 @@ METHOD_NAMES = list(gc.METHODS)
 SLOW_METHOD_NAMES = [name for name, method in gc.METHODS.items() if method.slow]
 #: Options that keep every method cheap on TinyCNN's 8x8 inputs (occlusion's default 32-pixel
 #: window would cover the whole picture).
-TINY_OPTIONS = {"occlusion": {"window": 4, "stride": 2}}
+TINY_OPTIONS = {
+    "occlusion": {"window": 4, "stride": 2},
+    "integrated_gradients": {"steps": 4},
+    "smooth_grad": {"samples": 3},
+    "gradient_shap": {"samples": 3},
+    "rise": {"masks": 8, "grid": 2},
+    "lime": {"samples": 8},
+    "kernel_shap": {"samples": 8},
+    "extremal_perturbation": {"steps": 4},
+}
 
 
 def build_method(name: str, model: nn.Module, layers=("conv2", "relu2"), **options):

@@ -49,6 +49,26 @@ EXPECTED = {
     "occlusion": (gc.Occlusion, True, True, False, False),
     "ss_cam": (gc.SSCAM, True, True, True, True),
     "is_cam": (gc.ISCAM, True, True, True, False),
+    "input_x_gradient": (gc.InputXGradient, False, True, False, False),
+    "integrated_gradients": (gc.IntegratedGradients, True, True, False, False),
+    "smooth_grad": (gc.SmoothGrad, True, True, False, True),
+    "gradient_shap": (gc.GradientShap, True, True, False, True),
+    "smooth_grad_cam_pp": (gc.SmoothGradCAMPlusPlus, True, True, True, True),
+    "finer_cam": (gc.FinerCAM, False, True, True, False),
+    "contrastive_grad_cam": (gc.ContrastiveGradCAM, False, True, True, False),
+    "rise": (gc.RISE, True, True, False, True),
+    "lime": (gc.LIME, True, True, False, True),
+    "kernel_shap": (gc.KernelSHAP, True, True, False, True),
+    "grad_cam_element_wise": (gc.GradCAMElementWise, False, True, True, False),
+    "eigen_grad_cam": (gc.EigenGradCAM, False, True, True, False),
+    "shapley_cam": (gc.ShapleyCAM, False, True, True, False),
+    "full_grad": (gc.FullGrad, False, True, False, False),
+    "kpca_cam": (gc.KPCACAM, False, False, True, False),
+    "fem": (gc.FEM, False, False, True, False),
+    "random_cam": (gc.RandomCAM, False, False, True, True),
+    "lrp": (gc.LRP, False, True, False, False),
+    "extremal_perturbation": (gc.ExtremalPerturbation, True, True, False, False),
+    "deep_lift": (gc.DeepLift, False, True, False, False),
 }
 ALL_NAMES = list(EXPECTED)
 #: The methods of the first release; the pass counts below are worked out for them (each later
@@ -137,7 +157,28 @@ def test_create_takes_every_option_the_entry_lists(name, tiny):
         "samples": 2,
         "noise": 0.5,
         "seed": 1,
+        "steps": 2,
+        "rule": "trapezoid",
+        "method": "saliency",
+        "variant": "squared",
+        "method_options": {},
+        "baselines": ("black",),
+        "comparisons": 2,
+        "alpha": 0.5,
+        "versus": 4,
+        "masks": 4,
+        "grid": 2,
+        "p": 0.5,
+        "segments": torch.zeros(8, 8, dtype=torch.long),
+        "kernel": "rbf",
+        "gamma": 0.5,
+        "k": 1.0,
+        "epsilon": 1e-3,
+        "area": 0.25,
+        "learning_rate": 0.1,
     }
+    # one option name, two methods' values: LRP's rule is not Integrated Gradients' rule
+    values.update({"lrp": {"rule": "alpha_beta"}}.get(name, {}))
     m = gc.METHODS[name]
     assert set(m.options) <= set(values), m.options
     explainer = m.create(tiny, LAYERS, **{option: values[option] for option in m.options})

@@ -13,11 +13,16 @@ from .base import (
     run,
 )
 from .cam import CAM
+from .contrastive_grad_cam import ContrastiveGradCAM
 from .deconvnet import Deconvnet
+from .deep_feature_factorization import Concepts, deep_feature_factorization
+from .deep_lift import DeepLift
 from .eigen_cam import EigenCAM
 from .eigen_grad_cam import EigenGradCAM
 from .explain import explain
+from .extremal_perturbation import ExtremalPerturbation
 from .fem import FEM
+from .finer_cam import FinerCAM
 from .full_grad import FullGrad
 from .grad_cam import GradCAM
 from .grad_cam_element_wise import GradCAMElementWise
@@ -28,16 +33,22 @@ from .hires_cam import HiResCAM
 from .input_x_gradient import InputXGradient
 from .integrated_gradients import IntegratedGradients
 from .is_cam import ISCAM
+from .kernel_shap import KernelSHAP
 from .kpca_cam import KPCACAM
 from .layer_cam import LayerCAM
+from .lime import LIME
+from .lrp import LRP
 from .occlusion import Occlusion
 from .random_cam import RandomCAM
 from .registry import KINDS, METHODS, Method
+from .rise import RISE
 from .saliency import Saliency
 from .score_cam import ScoreCAM
 from .shapley_cam import ShapleyCAM
 from .smooth_grad import SmoothGrad
+from .smooth_grad_cam_pp import SmoothGradCAMPlusPlus
 from .ss_cam import SSCAM
+from .superpixels import superpixels
 from .xgrad_cam import XGradCAM
 
 __all__ = [
@@ -46,14 +57,22 @@ __all__ = [
     "ISCAM",
     "KINDS",
     "KPCACAM",
+    "LIME",
+    "LRP",
     "METHODS",
+    "RISE",
     "SSCAM",
     "AblationCAM",
+    "Concepts",
+    "ContrastiveGradCAM",
     "Deconvnet",
+    "DeepLift",
     "EigenCAM",
     "EigenGradCAM",
     "Explainer",
+    "ExtremalPerturbation",
     "FeatureMaps",
+    "FinerCAM",
     "FullGrad",
     "GradCAM",
     "GradCAMElementWise",
@@ -65,6 +84,7 @@ __all__ = [
     "InputExplainer",
     "InputXGradient",
     "IntegratedGradients",
+    "KernelSHAP",
     "LayerCAM",
     "LayerExplainer",
     "Method",
@@ -77,8 +97,11 @@ __all__ = [
     "ScoreCAM",
     "ShapleyCAM",
     "SmoothGrad",
+    "SmoothGradCAMPlusPlus",
     "Target",
     "XGradCAM",
+    "deep_feature_factorization",
     "explain",
     "run",
+    "superpixels",
 ]

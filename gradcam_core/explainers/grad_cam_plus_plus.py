@@ -7,7 +7,7 @@ import torch
 
 from .base import LayerExplainer, Pass
 
-__all__ = ["GradCAMPlusPlus"]
+__all__ = ["GradCAMPlusPlus", "plus_plus_weights"]
 
 
 class GradCAMPlusPlus(LayerExplainer):
@@ -32,8 +32,13 @@ class GradCAMPlusPlus(LayerExplainer):
     """
 
     def channel_weights(self, p: Pass, layer: str) -> torch.Tensor:
-        a, g = p.activations[layer], p.gradients[layer]
+        g = p.gradients[layer]
         g2 = g.pow(2)
-        denominator = 2 * g2 + a.sum(dim=(2, 3), keepdim=True) * g2 * g
-        alpha = torch.where(denominator != 0, g2 / torch.where(denominator != 0, denominator, 1.0), 0.0)
-        return (alpha * g.clamp(min=0)).sum(dim=(2, 3))
+        return plus_plus_weights(p.activations[layer], g, g2, g2 * g)
+
+
+def plus_plus_weights(a: torch.Tensor, g: torch.Tensor, g2: torch.Tensor, g3: torch.Tensor) -> torch.Tensor:
+    """``(N, K)`` Grad-CAM++ weights from ``A`` and the first three powers of the gradient (or their means)."""
+    denominator = 2 * g2 + a.sum(dim=(2, 3), keepdim=True) * g3
+    alpha = torch.where(denominator != 0, g2 / torch.where(denominator != 0, denominator, 1.0), 0.0)
+    return (alpha * g.clamp(min=0)).sum(dim=(2, 3))

@@ -13,19 +13,37 @@ from torch import nn
 from .ablation_cam import AblationCAM
 from .base import Explainer
 from .cam import CAM
+from .contrastive_grad_cam import ContrastiveGradCAM
 from .deconvnet import Deconvnet
+from .deep_lift import DeepLift
 from .eigen_cam import EigenCAM
+from .eigen_grad_cam import EigenGradCAM
+from .extremal_perturbation import ExtremalPerturbation
+from .fem import FEM
+from .finer_cam import FinerCAM
+from .full_grad import FullGrad
 from .grad_cam import GradCAM
+from .grad_cam_element_wise import GradCAMElementWise
 from .grad_cam_plus_plus import GradCAMPlusPlus
+from .gradient_shap import GradientShap
 from .guided import GuidedBackprop, GuidedGradCAM
 from .hires_cam import HiResCAM
 from .input_x_gradient import InputXGradient
 from .integrated_gradients import IntegratedGradients
 from .is_cam import ISCAM
+from .kernel_shap import KernelSHAP
+from .kpca_cam import KPCACAM
 from .layer_cam import LayerCAM
+from .lime import LIME
+from .lrp import LRP
 from .occlusion import Occlusion
+from .random_cam import RandomCAM
+from .rise import RISE
 from .saliency import Saliency
 from .score_cam import ScoreCAM
+from .shapley_cam import ShapleyCAM
+from .smooth_grad import SmoothGrad
+from .smooth_grad_cam_pp import SmoothGradCAMPlusPlus
 from .ss_cam import SSCAM
 from .xgrad_cam import XGradCAM
 
@@ -143,9 +161,55 @@ METHODS: dict[str, Method] = {m.name: m for m in [
     Method("hires_cam", HiResCAM, "HiResCAM", "Draelos and Carin, arXiv", 2020, "layer gradient", True, True,
            "Multiplies gradient and activation position by position, without averaging. Each cell then "
            "shows what it adds to the score when the head is linear; equals Grad-CAM at a GAP head."),
+    Method("smooth_grad_cam_pp", SmoothGradCAMPlusPlus, "Smooth Grad-CAM++", "Omeiza et al., arXiv", 2019,
+           "layer gradient", True, True,
+           "Grad-CAM++ with the gradients averaged over noisy copies of the picture, as SmoothGrad does at the "
+           "pixels. Calmer maps inside the network, one forward and one backward pass per copy; at the last "
+           "layer before the pooling it is Grad-CAM++.",
+           options=("samples", "noise", "seed", *_PERTURBATION), stochastic=True),
+    Method("finer_cam", FinerCAM, "Finer-CAM", "Zhang et al., CVPR", 2025, "layer gradient", True, True,
+           "Grad-CAM of the class's score minus the scores of its most similar classes (the nearest logits), "
+           "each weighed by its probability. What similar classes share cancels, leaving the details that tell "
+           "them apart: a bird's markings rather than the whole bird.",
+           options=("comparisons", "alpha")),
+    Method("contrastive_grad_cam", ContrastiveGradCAM, "Contrastive Grad-CAM", "Prabhushankar et al., ICIP", 2020,
+           "layer gradient", True, True,
+           "Grad-CAM of the difference between two classes' scores: why this class rather than that one (by "
+           "default the runner-up)? Shows the evidence that separates the two, not what they have in common.",
+           options=("versus",)),
+    Method("grad_cam_element_wise", GradCAMElementWise, "Element-wise Grad-CAM", "Gildenblat et al., pytorch-grad-cam", 2021,
+           "layer gradient", True, True,
+           "Multiplies gradient and activation cell by cell and keeps only the positive products before adding "
+           "up the channels, so a channel that argues against the class cannot cancel one that argues for it. "
+           "Fuller maps than HiResCAM, which rectifies only the sum."),
+    Method("eigen_grad_cam", EigenGradCAM, "Eigen-Grad-CAM", "Gildenblat et al., pytorch-grad-cam", 2021, "layer gradient", True, True,
+           "The first principal component of gradient times activation: Eigen-CAM made class-specific. "
+           "Cleaner than Grad-CAM where many channels add noise; its sign follows the summed contributions."),
+    Method("shapley_cam", ShapleyCAM, "ShapleyCAM", "Cai, arXiv", 2025, "layer gradient", True, True,
+           "Grad-CAM's channel weights corrected by the second derivative of the score (the gradient minus half "
+           "the Hessian times the activation), which approximates each channel's Shapley value. On a network of "
+           "ReLUs and linear layers the correction is zero and it is Grad-CAM; it differs after smooth activations."),
+    Method("full_grad", FullGrad, "FullGrad", "Srinivas and Fleuret, NeurIPS", 2019, "layer gradient", True, False,
+           "The input gradient times the pixels plus, at every layer, the gradient at its bias times the bias, "
+           "each made a picture and all summed: together they account for the whole score. Sharper than "
+           "Grad-CAM and calmer than the plain gradient; it reads every layer, so it explains none by name."),
     Method("eigen_cam", EigenCAM, "Eigen-CAM", "Muhammad and Yeasin, IJCNN", 2020, "layer activation", False, True,
            "The first principal component of the feature maps: no gradient, no class. It shows what the "
            "layer sees most, the same map for every class, and is robust where gradients are noisy."),
+    Method("kpca_cam", KPCACAM, "KPCA-CAM", "Karmani et al., arXiv", 2024, "layer activation", False, True,
+           "Eigen-CAM with a kernel: the first principal component in a feature space where curved patterns "
+           "become straight (a sigmoid kernel by default). No gradient and no class; it can separate what "
+           "Eigen-CAM blends.",
+           options=("kernel", "gamma")),
+    Method("fem", FEM, "FEM", "Fuad et al., IPTA", 2020, "layer activation", False, True,
+           "Weighs each channel by the share of its cells that stand out, more than k standard deviations above "
+           "its mean: channels that fire on one part count, channels active everywhere do not. No gradient and "
+           "no class.",
+           options=("k",)),
+    Method("random_cam", RandomCAM, "Random-CAM", "Gildenblat et al., pytorch-grad-cam", 2021, "layer activation", False, True,
+           "Weighs the channels with random numbers between -1 and 1: a map that knows the layer but nothing of "
+           "the class. The baseline of every evaluation: a method has to beat it to have shown anything.",
+           options=("seed",), stochastic=True),
     Method("score_cam", ScoreCAM, "Score-CAM", "Wang et al., CVPR workshops", 2020, "perturbation", True, True,
            "Weighs each channel by the class probability of the image masked by that channel: no gradient, "
            "so no gradient noise or saturation. One forward pass per channel: slow.",
@@ -195,8 +259,55 @@ METHODS: dict[str, Method] = {m.name: m for m in [
            "the image, times the difference, so the map adds up to how far the score rose from the baseline. "
            "A pixel whose gradient is flat at the image (saturated) still gets its share.",
            options=("steps", "baseline", "rule", "batch_size", "progress")),
+    Method("smooth_grad", SmoothGrad, "SmoothGrad", "Smilkov et al., ICML workshop", 2017, "path gradient", True,
+           False,
+           "Averages a pixel-space map (the plain gradient unless another is chosen) over noisy copies of the "
+           "image: the gradient's speckle averages out and the object's outline stays. SmoothGrad² averages the "
+           "squared maps, VarGrad shows how much they vary.",
+           options=("method", "samples", "noise", "variant", "seed", "method_options", "batch_size", "progress"),
+           stochastic=True),
+    Method("gradient_shap", GradientShap, "GradientShap", "Lundberg and Lee, NeurIPS", 2017, "path gradient", True,
+           False,
+           "Integrated Gradients by sampling: random baselines (black, blurred), random points on the path, "
+           "averaged, which estimates each pixel's SHAP value, its fair share of the score's rise over the "
+           "baselines. One gradient per sample, so noisy unless there are many.",
+           options=("samples", "baselines", "noise", "seed", "batch_size", "progress"), stochastic=True),
+    Method("lrp", LRP, "LRP", "Bach et al., PLOS ONE", 2015, "relevance", True, False,
+           "Passes the class score back layer by layer, each layer sharing what it received among its inputs in "
+           "proportion to their contributions, so the picture's relevance adds up to (nearly) the score. The rule "
+           "decides how it is shared: epsilon, alpha-beta (positive evidence counted twice, negative once) or "
+           "zennit's epsilon-plus-flat.",
+           options=("rule", "epsilon")),
+    Method("deep_lift", DeepLift, "DeepLIFT", "Shrikumar et al., ICML", 2017, "relevance", True, False,
+           "Explains how far the score moved from a baseline picture (black, or the image blurred): each ReLU "
+           "passes back the ratio of its output's change to its input's instead of its slope, so the pixels' "
+           "shares add up exactly to that change. Unlike the gradient, a unit that switched on between the two "
+           "pictures counts.",
+           options=("baseline",)),
     Method("occlusion", Occlusion, "Occlusion", "Zeiler and Fergus, ECCV", 2014, "perturbation", True, False,
            "Slides a grey square over the image and records how far the score falls. A direct measure of "
            "what the score depends on, at the price of one forward pass per position.",
            options=("window", "stride", "baseline", *_PERTURBATION)),
+    Method("rise", RISE, "RISE", "Petsiuk et al., BMVC", 2018, "perturbation", True, False,
+           "Runs the picture through the model under many random smooth masks and averages the masks, each "
+           "weighed by the class probability it left. No gradient and no layer, only the output: hundreds of "
+           "forward passes, and a grainy map unless there are many masks.",
+           options=("masks", "grid", "p", "seed", *_PERTURBATION), stochastic=True),
+    Method("lime", LIME, "LIME", "Ribeiro et al., KDD", 2016, "perturbation", True, False,
+           "Greys out random sets of superpixels and fits a weighted linear model of the score to which ones "
+           "were kept; each superpixel's coefficient is its weight. A simple local stand-in for the network: the "
+           "map follows the superpixels' outlines and moves a little with the seed.",
+           options=("segments", "samples", "seed", *_PERTURBATION), stochastic=True),
+    Method("kernel_shap", KernelSHAP, "Kernel SHAP", "Lundberg and Lee, NeurIPS", 2017, "perturbation", True,
+           False,
+           "LIME with the weighting that makes each superpixel's weight its Shapley value: its fair share of the "
+           "score's fall from the picture to a grey one, the shares adding up to that fall. Exact when every "
+           "combination of a few superpixels fits in the budget, sampled otherwise.",
+           options=("segments", "samples", "seed", *_PERTURBATION), stochastic=True),
+    Method("extremal_perturbation", ExtremalPerturbation, "Extremal Perturbation", "Fong et al., ICCV", 2019,
+           "perturbation", True, False,
+           "Searches for the smooth mask of a given area that keeps the class score highest when the rest is "
+           "blurred: not a score per pixel, but the region that suffices. Found step by step (a forward and a "
+           "backward pass each, a hundred by default), so slow, and the answer depends on the area asked for.",
+           options=("area", "steps", "learning_rate", *_PERTURBATION)),
 ]}
