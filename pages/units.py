@@ -1,6 +1,11 @@
-"""What a unit wants to see: activation maximization for a class or a channel, DeepVis's three views of a unit."""
+"""What a unit wants to see: activation maximization for a class or a channel, DeepVis's three views of a unit,
+and the concepts a whole layer splits the picture into (Deep Feature Factorization)."""
 
+from html import escape
+
+import numpy as np
 import streamlit as st
+import torch
 
 import gradcam_core as gc
 from gradcam_core import synthesis
@@ -9,6 +14,9 @@ from ui.source import show_code
 
 STRONGEST = 3
 KINDS = ["a class", "a channel of a layer"]
+CONCEPT_COUNTS = range(2, 9)
+# Eight colours told apart at a glance (matplotlib's tab10 without its grey and olive).
+CONCEPT_COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
 
 
 def class_ui(selection: widgets.Selection) -> int:
@@ -51,6 +59,73 @@ def synthesized_ui(selection: widgets.Selection, picture, what: str) -> None:
     top = probabilities.topk(3).indices.tolist()
     st.caption("The network calls it: " + ", ".join(f"'{clf.categories[c]}' ({float(probabilities[c]):.0%})"
                                                   for c in top))
+
+
+def concept_controls_ui(clf: gc.Classifier) -> tuple[str, int]:
+    """A stage of the model and how many concepts to split it into."""
+    left, right = st.columns(2)
+    with left:
+        layer = widgets.layer_ui(clf, key="concept_layer")
+    count = right.slider("Concepts", CONCEPT_COUNTS[0], CONCEPT_COUNTS[-1],
+                         key=links.linked("concepts", 4, CONCEPT_COUNTS, int, "the number of concepts"),
+                         help="How many parts the factorization splits the layer's activations into.")
+    return layer, int(count)
+
+
+def painted(rgb: np.ndarray, maps: torch.Tensor, alpha: float) -> tuple[np.ndarray, list[float]]:
+    """Each pixel in the colour of its strongest concept, as opaque as that concept is strong there (each
+    concept's map scaled to [0, 1], as pytorch-grad-cam shows them); and each concept's share of the pixels."""
+    height, width = rgb.shape[:2]
+    strength, winner = gc.upsample(gc.normalize(maps), (height, width)).max(dim=0)
+    colours = torch.tensor([[int(c[i:i + 2], 16) for i in (1, 3, 5)] for c in CONCEPT_COLOURS], dtype=torch.float32)
+    opacity = (alpha * strength)[..., None]
+    picture = torch.from_numpy(rgb[..., :3]).float() * (1 - opacity) + colours[winner] * opacity
+    shares = (torch.bincount(winner.flatten(), minlength=len(maps)) / winner.numel()).tolist()
+    return picture.round().byte().numpy(), shares
+
+
+def legend_ui(clf: gc.Classifier, scores: torch.Tensor | None, shares: list[float]) -> None:
+    """One line per concept: its colour, its share of the picture and, when the head can score it, its top
+    classes."""
+    lines = []
+    for j, share in enumerate(shares):
+        swatch = (f'<span style="display:inline-block;width:0.9em;height:0.9em;border-radius:2px;'
+                  f'background:{CONCEPT_COLOURS[j]};vertical-align:middle"></span>')
+        line = f"{swatch} **Concept {j + 1}**: {share:.0%} of the picture"
+        if scores is not None:
+            line += " · " + ", ".join(f"'{escape(clf.categories[c])}'" for c in scores[j].topk(3).indices.tolist())
+        lines.append(line)
+    st.markdown("  \n".join(lines), unsafe_allow_html=True)
+
+
+def concepts_ui(selection: widgets.Selection) -> str:
+    """Deep Feature Factorization of a stage on the sidebar's picture; returns the call it makes."""
+    clf = selection.clf
+    st.subheader("Concepts in a layer (Deep Feature Factorization)")
+    layout.lesson(
+        "A channel is one unit; a whole layer says more. Deep Feature Factorization (Collins et al. 2018) splits "
+        "the layer's activations, every position of the picture at once, into a few non-negative parts: each "
+        "part is a mix of channels (a *concept*) and a map of where it is. **Look for** concepts that follow "
+        "objects and their parts in the late stages, and colours and textures in the early ones."
+    )
+    st.latex(r"A \approx W H,\quad W \ge 0 \text{ (channels} \times \text{concepts)},\quad "
+             r"H \ge 0 \text{ (concepts} \times \text{positions)}")
+    layer, count = concept_controls_ui(clf)
+    found, no_names = resources.concepts(selection.model_key, selection.picture.image_id, layer, count, clf,
+                                         selection.x)
+    picture, shares = painted(selection.rgb, found.maps[0], selection.alpha)
+    left, right = st.columns(2)
+    left.image(figures.compact(picture), width="stretch",
+               caption=f"{count} concepts of {layer}: each pixel in the colour of its strongest concept")
+    with right:
+        legend_ui(clf, found.scores, shares)
+        if no_names:
+            st.caption(f"No class names: {no_names}")
+        else:
+            st.caption("Classes: the head applied to each concept's channel mix, as if the picture held only that "
+                       "concept.")
+    fc = "" if no_names else f", fc='{clf.fc}'"
+    return f"gc.deep_feature_factorization(clf.module, x, '{layer}', concepts={count}{fc})"
 
 
 selection = widgets.sidebar()
@@ -98,4 +173,5 @@ else:
                      caption=f"{name}: mean {mean:.3g}")
     call = f"synthesis.visualize(clf, layer='{layer}', channel={channel})"
 
-show_code(call, synthesis.visualize)
+concepts_call = concepts_ui(selection)
+show_code(call + "\n" + concepts_call, synthesis.visualize, gc.deep_feature_factorization)

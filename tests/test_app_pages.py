@@ -540,3 +540,22 @@ def test_spot_the_difference_asks_first_then_shows_what_tells_the_classes_apart_
     results = open_page("class_results")
     assert not problems(results)
     assert "18 · Spot the difference" in [h.value for h in results.subheader]
+
+
+@pytest.mark.parametrize("model", ["efficientnet_lite0", "shapes_fc"])
+def test_the_unit_page_splits_a_layer_into_concepts(model):
+    at = open_with_model("units", model)
+    assert not problems(at) and not at.error
+    assert "Concepts in a layer (Deep Feature Factorization)" in [h.value for h in at.subheader]
+    assert page_text(at).count("% of the picture") == 4
+    at.slider(key="concepts").set_value(6).run()
+    assert not problems(at) and not at.error
+    assert page_text(at).count("% of the picture") == 6
+    captions = "\n".join(c.value for c in at.caption)
+    if model == "shapes_fc":  # a flatten-MLP head cannot score a concept: the page says why
+        assert "No class names:" in captions and "flattens the feature maps" in captions
+    else:
+        assert "No class names:" not in captions
+        at.button_group(key="concept_layer").set_value("layer2").run()
+        assert not problems(at)
+        assert "No class names: the classifier reads layer4" in "\n".join(c.value for c in at.caption)

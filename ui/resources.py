@@ -437,3 +437,18 @@ def strongest_pictures(model: str, layer: str, channel: int, count: int,
 def shapes_pair(seed: int) -> shapes.ShapesBatch:
     """One picture of two shapes of different classes (the quiz's)."""
     return shapes.render_pairs(1, seed)
+
+
+@st.cache_data(max_entries=_CACHED_RESULTS, show_spinner="Factorizing the layer into concepts…")
+def concepts(model: str, image_id: str, layer: str, count: int, _clf: gc.Classifier,
+             _x: torch.Tensor) -> tuple[gc.Concepts, str | None]:
+    """Deep Feature Factorization of ``layer`` on the picture, and why the concepts have no class scores
+    (``None`` when they have them: the head reads ``layer`` through global pooling and one linear layer)."""
+    if layer != _clf.cam_layer:
+        reason = (f"the classifier reads {_clf.cam_layer}, not {layer}: a concept of {layer} is a mix of its "
+                  "channels, which the head never sees, so it has no class names.")
+        return gc.deep_feature_factorization(_clf.module, _x, layer, concepts=count), reason
+    try:
+        return gc.deep_feature_factorization(_clf.module, _x, layer, concepts=count, fc=_clf.fc), None
+    except ValueError as error:
+        return gc.deep_feature_factorization(_clf.module, _x, layer, concepts=count), str(error)
