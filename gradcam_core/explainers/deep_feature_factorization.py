@@ -77,23 +77,21 @@ def deep_feature_factorization(model: nn.Module, x: torch.Tensor, layer: str, co
         if not isinstance(head, nn.Linear):
             found = "nothing" if head is None else type(head).__name__
             raise ValueError(f"fc must name one nn.Linear layer of the model; {fc!r} is {found}.")
+    # the head is the model's own module: it is called under the lock too, where no other call's hook can fire
     with exclusive_eval(model), torch.no_grad():
         with capture_outputs(model, [layer]) as outputs:
             logits = model(as_batch(x))
-    a = check_outputs(outputs, [layer])[layer].detach()
-    n, channels, h, w = a.shape
-    if concepts > channels:
-        raise ValueError(f"concepts must be at most {layer!r}'s {channels} channels; got {concepts}.")
-    if head is not None:
-        _check_head(head, fc, layer, a, logits)
-    data = a.transpose(0, 1).reshape(channels, n * h * w).double()
-    offset = data.amin(dim=1, keepdim=True)
-    vectors, maps = _nmf(data - offset, concepts, seed, iterations)
-    vectors = (vectors + offset).T.to(a.dtype)
-    scores = None
-    if head is not None:
-        with torch.no_grad():
-            scores = head(vectors).detach()
+        a = check_outputs(outputs, [layer])[layer].detach()
+        n, channels, h, w = a.shape
+        if concepts > channels:
+            raise ValueError(f"concepts must be at most {layer!r}'s {channels} channels; got {concepts}.")
+        if head is not None:
+            _check_head(head, fc, layer, a, logits)
+        data = a.transpose(0, 1).reshape(channels, n * h * w).double()
+        offset = data.amin(dim=1, keepdim=True)
+        vectors, maps = _nmf(data - offset, concepts, seed, iterations)
+        vectors = (vectors + offset).T.to(a.dtype)
+        scores = None if head is None else head(vectors).detach()
     return Concepts(layer, maps.view(concepts, n, h, w).transpose(0, 1).to(a.dtype).contiguous(), vectors, scores)
 
 
@@ -105,15 +103,14 @@ def _check_count(name: str, value: object) -> None:
 def _check_head(head: nn.Linear, fc: str, layer: str, a: torch.Tensor, logits: torch.Tensor) -> None:
     """A ``ValueError`` unless the logits are ``fc`` of ``layer`` pooled: only then do the scores mean classes."""
     if head.in_features != a.shape[1]:
+        why = "it flattens the feature maps" if head.in_features == a[0].numel() else "other layers come between"
         raise ValueError(
             f"{fc!r} takes {head.in_features} features and {layer!r} has {a.shape[1]} channels: the "
-            f"concepts cannot be scored by this head "
-            f"({'it flattens the feature maps' if head.in_features == a[0].numel() else 'other layers come between'})."
+            f"concepts cannot be scored by this head ({why})."
         )
     scale = _HEAD_TOLERANCE * max(1.0, logits.abs().max().item())
     for pool in _POOLINGS.values():
-        with torch.no_grad():
-            pooled = head(pool(a))
+        pooled = head(pool(a))
         if pooled.shape == logits.shape and (pooled - logits).abs().max().item() <= scale:
             return
     raise ValueError(
