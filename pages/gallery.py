@@ -3,6 +3,7 @@
 import numpy as np
 import streamlit as st
 from PIL import Image
+from skimage.segmentation import mark_boundaries
 
 import gradcam_core as gc
 from ui import figures, layout, links, widgets
@@ -152,6 +153,18 @@ def gallery_ui(results: dict[str, gc.Result | str], stages: list[str], selection
     return pictures
 
 
+def superpixels_ui(selection: widgets.Selection, base: np.ndarray) -> None:
+    """The superpixels LIME and Kernel SHAP switch on and off: SLIC's, as the two methods use them."""
+    segments = gc.superpixels(selection.x)[0].numpy()
+    shown = np.asarray(Image.fromarray(segments.astype(np.int32)).resize(base.shape[1::-1], Image.NEAREST))
+    outlined = (mark_boundaries(base, shown, color=(1, 1, 0)) * 255).round().astype(np.uint8)
+    left, right = st.columns([1, 2])
+    left.image(figures.compact(outlined), width="stretch", caption=f"{int(segments.max()) + 1} superpixels (SLIC)")
+    right.markdown("LIME and Kernel SHAP do not look at pixels but at these superpixels: each perturbed copy keeps "
+                   "some of them and sets the others to the mean colour, and a linear model fitted to the scores says "
+                   "what each one adds. A map of theirs is one value per superpixel, so it follows these outlines.")
+
+
 def eigen_lesson_ui(selection: widgets.Selection) -> None:
     """Eigen-CAM and Grad-CAM for two classes: one map moves with the class, the other cannot."""
     layer, other = selection.clf.cam_layer, widgets.second_class_ui(selection, key="gallery_other")
@@ -200,6 +213,10 @@ pictures = gallery_ui(results, stages, selection)
 if pictures:
     figures.download(lambda: figures.grid_png(pictures, columns=len(stages)), f"gallery_{selection.target}.png",
                      "Download the gallery (PNG)")
+
+if {"lime", "kernel_shap"} & set(chosen):
+    st.subheader("The superpixels of LIME and Kernel SHAP")
+    superpixels_ui(selection, thumbnail(selection.rgb))
 
 if "eigen_cam" in chosen:
     st.subheader("Eigen-CAM has no class")

@@ -22,7 +22,8 @@ def methods_ui(clf: gc.Classifier) -> tuple[list[str], str]:
                                    "trust_methods", list(DEFAULT_METHODS), parse=links.names,
                                    valid=lambda chosen: set(chosen) <= set(gc.METHODS), label="the methods"),
                                format_func=lambda n: gc.METHODS[n].label,
-                               help="The slow methods (Score-CAM, Ablation-CAM, Occlusion) take a while on ImageNet models.")
+                               help="The slow methods (" + ", ".join(m.label for m in gc.METHODS.values() if m.slow)
+                               + ") take a while on ImageNet models.")
     with right:
         layer = widgets.layer_ui(clf, "Layer of the layer methods", key="trust_layer")
     return methods, layer

@@ -559,3 +559,13 @@ def test_the_unit_page_splits_a_layer_into_concepts(model):
         at.button_group(key="concept_layer").set_value("layer2").run()
         assert not problems(at)
         assert "No class names: the classifier reads layer4" in "\n".join(c.value for c in at.caption)
+
+
+def test_the_gallery_shows_the_superpixels_of_lime_and_kernel_shap():
+    at = open_page("gallery")
+    at.selectbox(key="widget:model").set_value("shapes_gap").run()
+    at.button_group(key="methods_perturbation").set_value(["lime"]).run()
+    assert not problems(at) and not at.error, [e.value for e in at.error]
+    assert "The superpixels of LIME and Kernel SHAP" in [h.value for h in at.subheader]
+    captions = [picture.caption for image in at.get("image") for picture in image.proto.imgs]
+    assert any(caption.endswith("superpixels (SLIC)") for caption in captions)
