@@ -87,6 +87,12 @@ GRADIENT_NAMES = [
     "hires_cam",
     "eigen_cam",
     "saliency",
+    "input_x_gradient",
+    "grad_cam_element_wise",
+    "eigen_grad_cam",
+    "kpca_cam",
+    "fem",
+    "random_cam",
 ]
 INPUT_NAMES = [name for name, (_, _, _, layered, _) in EXPECTED.items() if not layered]
 
