@@ -200,14 +200,14 @@ def sanity_main(argv: list[str]) -> int:
     parser.add_argument("image", type=Path, help="the image to explain")
     parser.add_argument("--model", default="efficientnet_lite0", choices=MODELS)
     parser.add_argument("--methods", default="grad_cam,saliency,guided_backprop",
-                        help="comma-separated method names (default: grad_cam,saliency,guided_backprop)")
+                        help="comma-separated method names, or all (default: grad_cam,saliency,guided_backprop)")
     parser.add_argument("--target", default=None, help="class index or name (default: the top-1 class)")
     parser.add_argument("--seed", type=int, default=0, help="seeds the new weights (default: 0)")
     parser.add_argument("--figure", type=Path, default=None,
                         help="also write the figure of the paper's Figure 2 to this PNG: each method's map (absolute "
                              "values) at every step, and the Spearman curves")
     args = parser.parse_args(argv)
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    methods = list(METHODS) if args.methods == "all" else [m.strip() for m in args.methods.split(",") if m.strip()]
     try:
         if any(m not in METHODS for m in methods) or not methods:
             raise ValueError(f"choose methods from {', '.join(METHODS)}.")
