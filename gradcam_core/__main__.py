@@ -7,6 +7,10 @@ Every method of :data:`gradcam_core.METHODS` is offered by its name. Measure eve
 
     python -m gradcam_core evaluate --model shapes_gap --methods all --n 500
 
+explain with a network of one's own, a torchvision or timm architecture and its saved state dict:
+
+    python -m gradcam_core photo.jpg --model torchvision:resnet18 --weights ckpt.pth --categories names.txt -o out/
+
 run the sanity check of Adebayo et al. on one image:
 
     python -m gradcam_core sanity assets/images/cat_dog.png --methods grad_cam,saliency,guided_backprop
@@ -63,8 +67,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "`python -m gradcam_core attack --help` the adversarial attack.",
     )
     parser.add_argument("source", type=Path, help="an image file, or a folder whose images are all explained")
-    parser.add_argument("--model", default="efficientnet_lite0", choices=MODELS,
-                        help="the classifier (default: efficientnet_lite0, which needs no download)")
+    add_model_arguments(parser, "efficientnet_lite0", " (default: efficientnet_lite0, which needs no download)")
     parser.add_argument("--method", default="grad_cam", choices=[*METHODS, *ALIASES], metavar="METHOD",
                         help=f"one of: {', '.join(METHODS)} (default: grad_cam)")
     parser.add_argument("--layers", default=None,
@@ -84,6 +87,28 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("-o", "--output", type=Path, default=Path("gradcam_out"),
                         help="folder for the PNG files (default: gradcam_out)")
     return parser.parse_args(argv)
+
+
+def add_model_arguments(parser: argparse.ArgumentParser, default: str, note: str = "") -> None:
+    """``--model`` (a lesson model, or ``torchvision:<name>`` / ``timm:<name>``), ``--weights`` and
+    ``--categories``; :func:`gradcam_core.load_model` checks them and says what is wrong."""
+    parser.add_argument("--model", default=default, metavar="MODEL",
+                        help=f"one of {', '.join(MODELS)}, or an architecture as torchvision:<name> (e.g. "
+                             "torchvision:resnet50) or timm:<name> (e.g. timm:convnext_tiny)"
+                             + (note or f" (default: {default})"))
+    parser.add_argument("--weights", type=Path, default=None,
+                        help="a torchvision or timm architecture's weights: a file saved with "
+                             "torch.save(model.state_dict(), path) (without it: random weights, unless the "
+                             "pretrained ones are already cached; nothing is downloaded)")
+    parser.add_argument("--categories", type=Path, default=None,
+                        help="a text file of class names, one a line, for a torchvision or timm architecture "
+                             "(default: ImageNet's for 1000 classes, else class 0, class 1, ...)")
+
+
+def model_from_args(args: argparse.Namespace) -> Classifier:
+    """The classifier ``--model``, ``--weights`` and ``--categories`` name (``ValueError`` when they do not fit)."""
+    keywords = {key: value for key in ("weights", "categories") if (value := getattr(args, key)) is not None}
+    return load_model(args.model, **keywords)
 
 
 def class_index(classifier: Classifier, target: str | None) -> int | None:
@@ -152,7 +177,7 @@ def parse_evaluate_args(argv: list[str]) -> argparse.Namespace:
         "the truth is known (the shapes networks), faithfulness everywhere (deletion, insertion, Average Drop, "
         "Increase in Confidence, rank correlation with occlusion), and the time per image.",
     )
-    parser.add_argument("--model", default="shapes_gap", choices=MODELS, help="(default: shapes_gap)")
+    add_model_arguments(parser, "shapes_gap")
     parser.add_argument("--methods", default="all",
                         help=f"'all', or a comma-separated list of: {', '.join(METHODS)} (default: all)")
     parser.add_argument("--n", type=int, default=500,
@@ -173,7 +198,7 @@ def evaluate_main(argv: list[str]) -> int:
               file=sys.stderr)
         return 2
     try:
-        classifier = load_model(args.model)
+        classifier = model_from_args(args)
     except (ValueError, RuntimeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -198,7 +223,7 @@ def sanity_main(argv: list[str]) -> int:
         "original (Spearman of |map|, SSIM, HOG correlation).",
     )
     parser.add_argument("image", type=Path, help="the image to explain")
-    parser.add_argument("--model", default="efficientnet_lite0", choices=MODELS)
+    add_model_arguments(parser, "efficientnet_lite0")
     parser.add_argument("--methods", default="grad_cam,saliency,guided_backprop",
                         help="comma-separated method names, or all (default: grad_cam,saliency,guided_backprop)")
     parser.add_argument("--target", default=None, help="class index or name (default: the top-1 class)")
@@ -211,7 +236,7 @@ def sanity_main(argv: list[str]) -> int:
     try:
         if any(m not in METHODS for m in methods) or not methods:
             raise ValueError(f"choose methods from {', '.join(METHODS)}.")
-        classifier = load_model(args.model)
+        classifier = model_from_args(args)
         x = classifier.preprocess(args.image)
         target = class_index(classifier, args.target)
     except (ValueError, RuntimeError) as error:
@@ -398,7 +423,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         files = image_files(args.source)
-        classifier = load_model(args.model)
+        classifier = model_from_args(args)
         class_index(classifier, args.target)
     except (ValueError, RuntimeError) as error:
         print(f"error: {error}", file=sys.stderr)

@@ -61,6 +61,20 @@ class Classifier:
         if not self.blocks:
             object.__setattr__(self, "blocks", list(self.stages))
 
+    @classmethod
+    def from_module(cls, module: nn.Module, **keywords) -> Classifier:
+        """A classifier around a network of one's own, its stages, CAM layer and ``fc`` found by one
+        forward pass: :func:`gradcam_core.models.classifier_from_module`, which lists the keywords
+        (``input_size``, ``mean``, ``std``, ``categories``, ``name``; ``stages``, ``cam_layer``,
+        ``fc`` where the forward pass cannot tell).
+
+        Example:
+            >>> clf = Classifier.from_module(MyNet(), input_size=64, categories=["circle", "square"])
+        """
+        from .models import classifier_from_module  # the models build classifiers, not the other way
+
+        return classifier_from_module(module, **keywords)
+
     def preprocess(self, image: ImageSource) -> torch.Tensor:
         """Any image source -> ``(1, 3, H, W)`` float tensor, normalized as the model was trained.
 

@@ -16,6 +16,8 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
+from .tokens import layout
+
 __all__ = [
     "GUIDED_ACTIVATIONS",
     "RECTIFIERS",
@@ -94,6 +96,10 @@ def capture_outputs(model: nn.Module, layers: Sequence[str]) -> Iterator[dict[st
     the rest of the network a clone: an in-place op that follows the layer (torchvision's ResNet
     applies ``ReLU(inplace=True)`` after ``bn1``) then changes the clone, not the recorded tensor.
 
+    A transformer's tokens (see :mod:`gradcam_core.tokens`) are recorded as their ``(N, C, h, w)``
+    patch grid, and the rest of the network gets the tokens rebuilt from that grid in place of the
+    clone: the gradient at the recorded grid is the gradient at the patch tokens, exactly.
+
     Example:
         >>> with capture_outputs(model, ["layer4"]) as outputs:
         ...     logits = model(x)
@@ -107,8 +113,12 @@ def capture_outputs(model: nn.Module, layers: Sequence[str]) -> Iterator[dict[st
         def hook(module: nn.Module, inputs, output):
             if not isinstance(output, torch.Tensor):
                 raise ValueError(f"Layer {name!r} returns {type(output).__name__}, not a tensor.")
-            captured[name] = output
-            return output.clone()
+            tokens = layout(model, name, module, output)
+            if tokens is None:
+                captured[name] = output
+                return output.clone()
+            captured[name] = tokens.to_grid(output)
+            return tokens.from_grid(captured[name], output)
 
         return hook
 

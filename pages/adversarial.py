@@ -110,8 +110,9 @@ columns[2].image(figures.compact(perturbation_picture(selection, outcome.adversa
 left, right = st.columns(2)
 for column, probabilities, when in ((left, outcome.clean_probabilities[0], "before"),
                                     (right, outcome.attacked_probabilities[0], "after")):
-    column.plotly_chart(figures.top_classes(clf.categories, probabilities, probabilities.topk(5).indices.tolist(),
-                                            title=f"Top-5 {when} the attack"), key=f"attack_top_{when}")
+    top = probabilities.topk(min(5, len(clf.categories))).indices.tolist()  # a network of one's own may have fewer
+    column.plotly_chart(figures.top_classes(clf.categories, probabilities, top, title=f"Top-5 {when} the attack"),
+                        key=f"attack_top_{when}")
 new = int(outcome.new_classes[0])
 if bool(outcome.flipped[0]):
     st.warning(f"The top-1 moved from **{clf.categories[label]}** to **{clf.categories[new]}** with a change of at most "

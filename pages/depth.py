@@ -43,7 +43,11 @@ layout.lesson(
     "each block's cells see more of the picture."
 )
 result = selection.explain(["grad_cam"], blocks)["grad_cam"]
-fields = resources.receptive_fields(selection.model_key, tuple(blocks), clf)
+try:
+    fields = resources.receptive_fields(selection.model_key, tuple(blocks), clf)
+except ValueError as error:  # a network of one's own may mix cells (channel shuffle, squeeze-and-excitation)
+    fields = None
+    st.info(f"No receptive fields for this network: {error}")
 
 depth = st.select_slider("Depth", options=blocks, key=links.linked("depth", blocks[-1], blocks, label="the block"))
 left, right = st.columns(2)
@@ -51,11 +55,11 @@ m = result.maps[depth][0]
 left.image(figures.compact(gc.overlay(selection.rgb, m, selection.cmap, selection.alpha)), width="stretch",
            caption=f"Grad-CAM for '{selection.class_name}' at {depth} (block {blocks.index(depth) + 1} of {len(blocks)})")
 with right:
-    rf = fields[depth]
-    st.metric("Cells", f"{rf.layer_size[0]}x{rf.layer_size[1]}")
-    st.metric("What one cell can see", f"{rf.size}x{rf.size} pixels",
-              help="The theoretical receptive field, padding included; the picture is "
-                   f"{clf.input_size[0]}x{clf.input_size[1]}.")
+    st.metric("Cells", f"{m.shape[0]}x{m.shape[1]}")
+    if fields is not None:
+        st.metric("What one cell can see", f"{fields[depth].size}x{fields[depth].size} pixels",
+                  help="The theoretical receptive field, padding included; the picture is "
+                       f"{clf.input_size[0]}x{clf.input_size[1]}.")
     share = concentration(m)
     st.metric("Share of the map in its strongest 10% of cells", "no map (zero everywhere)" if share != share
               else f"{share:.0%}")
@@ -65,9 +69,10 @@ strip = [(f"{i + 1} · {block}", gc.overlay(selection.rgb, result.maps[block][0]
          for i, block in enumerate(blocks)]
 figures.show_grid(strip, columns=min(8, len(strip)), filename=f"grad_cam_every_block_{selection.model}.png")
 
-rows = {"cells a side": [fields[b].layer_size[0] for b in blocks],
-        "receptive field (pixels a side)": [fields[b].size for b in blocks],
-        "mass in the strongest 10% of cells": [concentration(result.maps[b][0]) for b in blocks]}
+rows = {"cells a side": [result.maps[b].shape[-2] for b in blocks]}
+if fields is not None:
+    rows["receptive field (pixels a side)"] = [fields[b].size for b in blocks]
+rows["mass in the strongest 10% of cells"] = [concentration(result.maps[b][0]) for b in blocks]
 if selection.model.startswith("shapes"):
     mask = resources.shapes_sample(st.session_state["shapes_seed"]).masks[0]
     rows["on the shape? (pointing game)"] = [float(metrics.pointing_game(result.maps[b][0], mask)) for b in blocks]

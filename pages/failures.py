@@ -46,8 +46,13 @@ def shapes_mistake_ui(selection: widgets.Selection) -> Mistake | None:
 
 
 def photo_mistake_ui(selection: widgets.Selection) -> Mistake | None:
+    try:
+        labelled = len(gc.evaluation.photo_labels(selection.clf.categories))
+    except ValueError:  # a network of one's own, with classes of its own
+        st.info("The photos are labelled with ImageNet classes, which this network does not have: choose an "
+                "ImageNet model or a shapes network to browse its mistakes.")
+        return None
     mistakes = resources.photo_mistakes(selection.model_key, selection.clf)
-    labelled = len(gc.evaluation.photo_labels(selection.clf.categories))
     st.markdown(f"**{len(mistakes)} of the {labelled}** labelled photos get a wrong top-1 from "
                 f"{resources.MODEL_LABELS.get(selection.model, selection.model)} (see `assets/images/labels.json`).")
     if not mistakes:

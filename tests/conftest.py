@@ -104,6 +104,21 @@ def make_tiny(seed: int = 0, **kwargs) -> TinyCNN:
     return model.eval()
 
 
+def make_tiny_vit(seed: int = 0, **kwargs) -> nn.Module:
+    """A timm Vision Transformer for TinyCNN's 8x8 inputs: 2x2 patches (a 4x4 grid and a class
+    token), two blocks of two heads, 5 classes, every parameter drawn from N(0, 0.5^2) so that the
+    attention is far from uniform."""
+    from timm.models.vision_transformer import VisionTransformer
+
+    torch.manual_seed(seed)
+    options = {"img_size": 8, "patch_size": 2, "embed_dim": 8, "depth": 2, "num_heads": 2, "num_classes": 5}
+    model = VisionTransformer(**{**options, **kwargs})
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.normal_(0.0, 0.5)
+    return model.eval()
+
+
 class OneConvGAP(nn.Module):
     """conv(1 -> 2, 2x2, set weights) -> GAP -> linear(2 -> 2, set weights): Grad-CAM by hand.
 
@@ -409,6 +424,11 @@ def gap_head(model: nn.Module, layer: str, fc: str, x: torch.Tensor, targets) ->
 @pytest.fixture
 def tiny() -> TinyCNN:
     return make_tiny()
+
+
+@pytest.fixture
+def tiny_vit() -> nn.Module:
+    return make_tiny_vit()
 
 
 @pytest.fixture

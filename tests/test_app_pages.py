@@ -569,3 +569,41 @@ def test_the_gallery_shows_the_superpixels_of_lime_and_kernel_shap():
     assert "The superpixels of LIME and Kernel SHAP" in [h.value for h in at.subheader]
     captions = [picture.caption for image in at.get("image") for picture in image.proto.imgs]
     assert any(caption.endswith("superpixels (SLIC)") for caption in captions)
+
+
+def test_your_network_loads_a_state_dict_in_this_session_only_and_refuses_a_bad_file():
+    import torch
+    import torchvision
+
+    torch.manual_seed(0)
+    buffer = io.BytesIO()
+    torch.save(torchvision.models.shufflenet_v2_x0_5(num_classes=3).state_dict(), buffer)
+    at = open_page("grad_cam")
+    at.text_input(key="widget:your_filter").set_value("shufflenet_v2_x0_5").run()
+    at.selectbox(key="widget:your_arch").set_value("shufflenet_v2_x0_5")
+    at.file_uploader(key="your_weights").set_value(("mine.pth", buffer.getvalue(), "application/octet-stream"))
+    at.file_uploader(key="your_categories").set_value(("names.txt", b"cat\ndog\nbird\n", "text/plain"))
+    at.button(key="your_load").click().run()
+    assert not problems(at) and not at.error, [e.value for e in at.error]
+    assert at.selectbox(key="widget:model").value == "your_network"
+    assert sorted(option.split(" (")[0] for option in class_box(at).options) == ["bird", "cat", "dog"]
+    assert at.get("image")
+    assert any("No receptive field" in i.value for i in at.info)  # ShuffleNet's channel shuffle mixes cells
+    at.switch_page("pages/depth.py").run()
+    assert not problems(at) and at.get("image")
+    assert any("No receptive fields for this network" in i.value for i in at.info)
+    at.switch_page("pages/grad_cam.py").run()
+    other = open_page("grad_cam")
+    assert "your_network" not in other.selectbox(key="widget:model").options
+
+    at.file_uploader(key="your_weights").set_value(("notes.pth", b"not weights", "application/octet-stream"))
+    at.button(key="your_load").click().run()
+    assert not problems(at)
+    assert "notes.pth: The checkpoint is not a PyTorch checkpoint" in " ".join(e.value for e in at.error)
+    at.radio(key="widget:your_source").set_value("timm").run()
+    at.text_input(key="widget:your_filter").set_value("vit_giant_patch14_dinov2").run()
+    at.file_uploader(key="your_weights").set_value(None)
+    at.button(key="your_load").click().run()
+    assert "too large for this server" in " ".join(e.value for e in at.error)
+    assert at.selectbox(key="widget:model").value == "your_network"  # the network loaded before stays
+

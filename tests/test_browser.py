@@ -625,3 +625,34 @@ def test_the_class_benchmarks_protocol_client_follows_the_whole_plan(server):
     asyncio.run(bench_class.follow_the_plan_without_a_browser(student, server))
     assert [step.error for step in student.steps if step.error] == []
     assert len(student.steps) == 11 and all(step.seconds >= 0 for step in student.steps)
+
+
+def test_your_network_takes_a_state_dict_and_class_names_by_upload(server, page, tmp_path):
+    """The sidebar's "Your network": torchvision's ResNet18 with a 3-class state dict and its names."""
+    import torch
+    import torchvision
+
+    torch.manual_seed(0)
+    weights, names = tmp_path / "my_resnet18.pth", tmp_path / "names.txt"
+    torch.save(torchvision.models.resnet18(num_classes=3).state_dict(), weights)
+    names.write_text("apple\nbanana\ncherry\n")
+    open_page(page, server + PAGES["grad_cam"][0], needs_figure=True)
+    sidebar = page.locator(SIDEBAR)
+    sidebar.get_by_text("Your network", exact=True).click()
+    sidebar.get_by_label("Filter").fill("resnet18")
+    sidebar.get_by_label("Filter").press("Enter")
+    wait_idle(page)
+    uploaders = sidebar.locator('[data-testid="stFileUploader"]')
+    for index, path in enumerate((weights, names)):
+        uploaders.nth(index).locator('input[type="file"]').set_input_files(str(path))
+        uploaders.nth(index).get_by_text(path.name).wait_for(state="visible")  # sent before the next action
+        wait_idle(page)
+        assert "error" not in uploaders.nth(index).inner_text().lower(), uploaders.nth(index).inner_text()
+    sidebar.get_by_role("button", name="Load", exact=True).click()
+    wait_idle(page)
+    wait_figures(page, time.monotonic() + PAGE_LOAD_S)
+    assert_no_errors(page)
+    text = sidebar.inner_text()
+    assert "weights from the uploaded checkpoint" in text and "3 classes" in text  # not random weights
+    assert any(name in text for name in ("apple", "banana", "cherry"))  # the class box speaks its names
+    screenshot(page, "your_network_resnet18_upload")

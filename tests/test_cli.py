@@ -104,3 +104,46 @@ def test_the_sanity_command_prints_each_measure_and_draws_figure_2(shapes_pictur
     assert all(row.split("|")[3].strip() == "1.00" for row in rows)  # the original equals itself
     picture = np.asarray(Image.open(figure))
     assert picture.ndim == 3 and picture.shape[0] > 300 and picture.std() > 0
+
+
+# --------------------------------------------------------------------------------------------
+# A network of one's own: --model torchvision:<name>, --weights, --categories
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def student_checkpoint(tmp_path_factory):
+    import torch
+    import torchvision
+
+    folder = tmp_path_factory.mktemp("student")
+    torch.manual_seed(0)
+    torch.save(torchvision.models.resnet18(num_classes=3).state_dict(), folder / "ckpt.pth")
+    (folder / "names.txt").write_text("circle\nsquare\nstar\n")
+    return folder
+
+
+def test_a_torchvision_architecture_with_a_checkpoint_and_class_names(student_checkpoint, shapes_picture, tmp_path,
+                                                                      capsys):
+    argv = [str(shapes_picture), "--model", "torchvision:resnet18", "--weights", str(student_checkpoint / "ckpt.pth"),
+            "--categories", str(student_checkpoint / "names.txt"), "--target", "star", "-o", str(tmp_path)]
+    assert main(argv) == 0
+    written = sorted(p.name for p in tmp_path.glob("*.png"))
+    stages = gc.load_model("torchvision:resnet18", weights=student_checkpoint / "ckpt.pth").stages
+    assert written == sorted(f"shape_grad_cam_{stage}_star.png" for stage in stages)
+    assert main(["sanity", str(shapes_picture), "--model", "torchvision:resnet18", "--methods", "grad_cam",
+                 "--weights", str(student_checkpoint / "ckpt.pth")]) == 0
+    assert "weights from ckpt.pth" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--model", "vgg16"], "torchvision:<name>"),
+    (["--model", "torchvision:resnet5"], "did you mean resnet50"),
+    (["--model", "shapes_gap", "--weights", "ckpt.pth"], "cannot be given"),
+    (["--model", "torchvision:resnet18", "--weights", "missing.pth"], "no checkpoint file"),
+])
+def test_a_model_that_cannot_be_loaded_is_refused_clearly(argv, message, shapes_picture, capsys):
+    assert main([str(shapes_picture), *argv]) == 2
+    assert message in capsys.readouterr().err
+    assert main(["evaluate", *argv]) == 2
+    assert message in capsys.readouterr().err

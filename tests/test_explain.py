@@ -22,6 +22,7 @@ from conftest import (
     build_method,
     count_calls,
     make_tiny,
+    make_tiny_vit,
     result_tensors,
     snapshot,
 )
@@ -571,3 +572,141 @@ def test_explain_inside_no_grad_on_a_frozen_model_gives_the_same_results(tiny_in
     for name in ALL_NAMES:
         assert_same_tensors(result_tensors(inside[name]), result_tensors(expected[name]))
     assert_no_hooks(model)
+
+
+# --------------------------------------------------------------------------------------------
+# The methods made for Vision Transformers (gc.TRANSFORMER_METHODS): the same promises, on a
+# tiny timm ViT that takes TinyCNN's 8x8 inputs; on a CNN they refuse
+# --------------------------------------------------------------------------------------------
+
+#: name -> (class, slow, class-specific, layered, stochastic), as in EXPECTED.
+TRANSFORMER_EXPECTED = {
+    "attention_rollout": (gc.AttentionRollout, False, False, False, False),
+    "transformer_attribution": (gc.TransformerAttribution, False, True, False, False),
+    "legrad": (gc.LeGrad, False, True, False, False),
+}
+TRANSFORMER_NAMES = list(TRANSFORMER_EXPECTED)
+#: A cheap value of each of their options.
+TRANSFORMER_VALUES = {"head_fusion": "max", "discard_ratio": 0.5, "blocks": 1}
+VIT_LAYERS = ["blocks.0.norm1", "blocks.1.norm1"]
+
+
+def build_vit_method(name: str, model, **options):
+    return gc.TRANSFORMER_METHODS[name].create(model, **options)
+
+
+def unsettled_vit(**kwargs):
+    """A tiny ViT with a frozen parameter, grads set and one block in training mode."""
+    model = make_tiny_vit(**kwargs)
+    model.patch_embed.proj.weight.requires_grad_(False)
+    model.blocks[0].attn.qkv.weight.grad = torch.full_like(model.blocks[0].attn.qkv.weight, 0.25)
+    model.head.bias.grad = torch.arange(5.0)
+    model.blocks[1].train()
+    return model
+
+
+def test_the_transformer_methods_are_listed_apart():
+    assert list(gc.TRANSFORMER_METHODS) == TRANSFORMER_NAMES
+    assert not set(gc.TRANSFORMER_METHODS) & set(gc.METHODS)
+    assert all(m.transformer_only for m in gc.TRANSFORMER_METHODS.values())
+    assert not any(m.transformer_only for m in gc.METHODS.values())
+
+
+@pytest.mark.parametrize("name", TRANSFORMER_NAMES)
+def test_every_transformer_entry_is_filled_in_and_builds(name, tiny_vit):
+    m = gc.TRANSFORMER_METHODS[name]
+    assert m.name == name and isinstance(m, gc.Method)
+    for text in (m.label, m.paper, m.summary):
+        assert isinstance(text, str) and text.strip(), name
+    assert isinstance(m.year, int) and 2010 <= m.year <= 2030
+    assert m.kind in gc.KINDS and m.needs == gc.KINDS[m.kind]
+    assert (m.cls, m.slow, m.class_specific, m.layered, m.stochastic) == TRANSFORMER_EXPECTED[name]
+    explainer = m.create(tiny_vit, None, **{option: TRANSFORMER_VALUES[option] for option in m.options})
+    assert type(explainer) is m.cls and explainer.model is tiny_vit
+    with pytest.raises(ValueError, match="takes no option colour"):
+        m.create(tiny_vit, colour="red")
+    assert_no_hooks(tiny_vit)
+
+
+@pytest.mark.parametrize("name", TRANSFORMER_NAMES)
+def test_a_transformer_method_refuses_a_cnn(name, tiny, tiny_input):
+    before = snapshot(tiny)
+    with pytest.raises(ValueError, match="needs a Vision Transformer's attention maps"):
+        gc.explain(tiny, tiny_input, 1, LAYERS, ["grad_cam", name])
+    assert_no_hooks(tiny)
+    assert_same_state(before, tiny)
+
+
+def test_explain_on_a_vit_gives_what_each_class_gives(tiny_vit, tiny_input):
+    targets = [0, 3, 1]
+    names = [*TRANSFORMER_NAMES, "grad_cam", "layer_cam", "saliency"]
+    results = gc.explain(tiny_vit, tiny_input, targets, VIT_LAYERS, names)
+    assert list(results) == names
+    for name in TRANSFORMER_NAMES:
+        assert list(results[name].maps) == ["input"] and results[name].maps["input"].shape == (3, 4, 4)
+        assert torch.equal(results[name].maps["input"], build_vit_method(name, tiny_vit)(tiny_input, targets))
+        assert torch.equal(results[name].logits, results["grad_cam"].logits)
+    assert_no_hooks(tiny_vit)
+
+
+@pytest.mark.parametrize("name", TRANSFORMER_NAMES)
+def test_a_transformer_batch_item_equals_the_image_alone(name, tiny_vit, tiny_input):
+    explainer = build_vit_method(name, tiny_vit)
+    targets = [3, 0, 4]
+    batch = call(explainer, tiny_input, targets)["input"]
+    for i, target in enumerate(targets):
+        alone = call(explainer, tiny_input[i : i + 1], target)["input"]
+        torch.testing.assert_close(batch[i], alone[0], rtol=1e-5, atol=1e-6 * batch.abs().max())
+    assert_same_tensors(call(explainer, tiny_input[1], 2), call(explainer, tiny_input[1:2], 2))
+
+
+@pytest.mark.parametrize("name", TRANSFORMER_NAMES)
+def test_no_hook_left_after_a_transformer_method_succeeded_or_failed(name, tiny_vit, tiny_input):
+    explainer = build_vit_method(name, tiny_vit)
+    assert call(explainer, tiny_input, 1)["input"].abs().sum() > 0
+    assert_no_hooks(tiny_vit)
+    for target in (5, -1, [0, 1, 99]):
+        with pytest.raises(ValueError, match="out of range: this model has 5 classes"):
+            explainer(tiny_input, target)
+        assert_no_hooks(tiny_vit)
+    model = make_tiny_vit()
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("forward failed on purpose")
+
+    model.blocks[1].forward = fail  # an instance attribute: the module stays where it was
+    with pytest.raises(RuntimeError, match="forward failed on purpose"):
+        build_vit_method(name, model)(tiny_input, 1)
+    assert_no_hooks(model)
+    free = []
+    t = threading.Thread(target=lambda: free.append(model_lock(model).acquire(blocking=False)))
+    t.start()
+    t.join()
+    assert free == [True], "the model's lock was not released"
+
+
+@pytest.mark.parametrize("name", TRANSFORMER_NAMES)
+def test_a_transformer_method_leaves_flags_parameters_and_grads_as_they_were(name, tiny_input):
+    expected = call(build_vit_method(name, make_tiny_vit()), tiny_input, 2)
+    model = unsettled_vit()
+    before = snapshot(model)
+    assert_same_tensors(call(build_vit_method(name, model), tiny_input, 2), expected)
+    assert_same_state(before, model)
+    assert model.blocks[1].training and not model.blocks[0].training
+    model.train()
+    assert_same_tensors(call(build_vit_method(name, model), tiny_input, 2), expected)
+    assert all(m.training for m in model.modules())
+
+
+@pytest.mark.parametrize("name", TRANSFORMER_NAMES)
+def test_a_transformer_method_gives_the_same_frozen_inside_no_grad_and_detached(name, tiny_input):
+    model = make_tiny_vit()
+    expected = call(build_vit_method(name, model), tiny_input, 4)
+    assert not expected["input"].requires_grad and expected["input"].grad_fn is None
+    for p in model.parameters():
+        p.requires_grad_(False)
+    assert_same_tensors(call(build_vit_method(name, model), tiny_input, 4), expected)
+    with torch.no_grad():
+        assert_same_tensors(call(build_vit_method(name, model), tiny_input, 4), expected)
+        assert not torch.is_grad_enabled()
+    assert all(not p.requires_grad and p.grad is None for p in model.parameters())

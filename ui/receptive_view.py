@@ -20,7 +20,11 @@ def receptive_field_ui(selection: widgets.Selection, layer: str, m: torch.Tensor
     """The map over the picture, clickable; the clicked cell's theoretical field (box) and effective field
     (the input gradient of that cell) side by side, with what they measure."""
     clf = selection.clf
-    rf = resources.receptive_fields(selection.model_key, (layer,), clf)[layer]
+    try:
+        rf = resources.receptive_fields(selection.model_key, (layer,), clf)[layer]
+    except ValueError as error:  # a network of one's own may mix cells (channel shuffle, squeeze-and-excitation)
+        st.info(f"No receptive field for {layer}: {error}")
+        return
     shown = np.asarray(Image.fromarray(gc.overlay(selection.rgb, m, selection.cmap, selection.alpha))
                        .resize(_display_size(selection.rgb), Image.BILINEAR))
     left, right = st.columns(2)

@@ -85,6 +85,8 @@ def classifier(name: str) -> gc.Classifier:
 def current_classifier(name: str) -> gc.Classifier:
     if name == "shapes_gap_trained":
         return st.session_state["trained_classifier"]
+    if name == YOUR_NETWORK:
+        return st.session_state["your_classifier"]
     return classifier(name)
 
 
@@ -92,6 +94,8 @@ def model_key(name: str) -> str:
     """Cache key of a model: a trained network is a new model after each training run."""
     if name == "shapes_gap_trained":  # each session trains its own: the session and the run tell them apart
         return f"{name}-{session_id()}-{st.session_state.get('trained_run', 0)}"
+    if name == YOUR_NETWORK:  # the same for a network loaded on the "Your network" panel
+        return f"{name}-{session_id()}-{st.session_state.get('your_run', 0)}"
     return name
 
 
@@ -452,3 +456,16 @@ def concepts(model: str, image_id: str, layer: str, count: int, _clf: gc.Classif
         return gc.deep_feature_factorization(_clf.module, _x, layer, concepts=count, fc=_clf.fc), None
     except ValueError as error:
         return gc.deep_feature_factorization(_clf.module, _x, layer, concepts=count), str(error)
+
+
+#: A student's own network (an architecture by name and an uploaded state dict, see
+#: ``ui.widgets.your_network_ui``): it lives in that student's session only, never in a cache that
+#: sessions share.
+YOUR_NETWORK = "your_network"
+MODEL_LABELS[YOUR_NETWORK] = "Your network"
+
+
+@st.cache_data(show_spinner=False)
+def architectures(source: str) -> list[str]:
+    """The classification architectures of ``"torchvision"`` or ``"timm"``, by name."""
+    return gc.models.architectures(source)

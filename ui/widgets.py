@@ -148,15 +148,80 @@ def model_ui() -> str:
     names += list(shapes.NETWORKS)
     if "trained_classifier" in st.session_state:
         names.append("shapes_gap_trained")
-    links.restore("model", "model", str, lambda name: name in names and name != "shapes_gap_trained", "the model")
+    if "your_classifier" in st.session_state:
+        names.append(resources.YOUR_NETWORK)
+    # a session's own network cannot travel in a link
+    session_only = ("shapes_gap_trained", resources.YOUR_NETWORK)
+    links.restore("model", "model", str, lambda name: name in names and name not in session_only, "the model")
     if st.session_state.get("model") not in names:
         st.session_state["model"] = names[0]
     model = st.selectbox(
         "Model", names, format_func=resources.MODEL_LABELS.get, **remembered("model"),
-        help="ResNet34 appears once its ImageNet weights are downloaded (Home page).",
+        help="ResNet34 appears once its ImageNet weights are downloaded (Home page); Your network once you "
+             "load it below.",
     )
     links.publish("model", model)
+    your_network_ui()
     return model
+
+
+#: The largest picture an uploader takes, in megabytes.
+IMAGE_UPLOAD_MB = 20
+#: The largest state dict the "Your network" panel takes, in megabytes (the server's maxUploadSize).
+YOUR_NETWORK_MB = 200
+
+
+def your_network_ui() -> None:
+    """A torchvision or timm architecture with the student's own weights and class names.
+
+    The state dict is read from memory with ``weights_only=True`` (never written to disk; a file
+    that would run code is refused) and the network lives in this session only: another student
+    never sees it, and it is gone with the session.
+    """
+    with st.expander("Your network", expanded=False):
+        source = st.radio("Architectures of", ["torchvision", "timm"], horizontal=True,
+                          **remembered("your_source", "torchvision"))
+        query = st.text_input("Filter", placeholder="e.g. resnet", **remembered("your_filter", ""))
+        matching = [name for name in resources.architectures(source) if query.strip().lower() in name.lower()]
+        if not matching:
+            st.caption(f"No {source} architecture contains {query!r}.")
+            return
+        if st.session_state.get("your_arch") not in matching:
+            st.session_state["your_arch"] = matching[0]
+        arch = st.selectbox("Architecture", matching, help=f"{len(matching)} architectures match.",
+                            **remembered("your_arch"))
+        weights = st.file_uploader(
+            f"Its weights (up to {YOUR_NETWORK_MB} MB)", type=["pth", "pt", "bin", "ckpt"], key="your_weights",
+            max_upload_size=YOUR_NETWORK_MB,
+            help="A file saved with torch.save(model.state_dict(), path). Without one: random weights "
+                 "(or the pretrained ones if this server already has them; nothing is downloaded).",
+        )
+        names = st.file_uploader("Class names (optional: a text file, one name a line)", type=["txt"], max_upload_size=1,
+                                 key="your_categories")
+        if st.button("Load", key="your_load"):
+            label = weights.name if weights is not None else arch
+            try:
+                if weights is not None and weights.size > YOUR_NETWORK_MB * 2**20:
+                    raise ValueError(f"the file is larger than {YOUR_NETWORK_MB} MB.")
+                # the server builds the network in memory: none larger than the weights it would take
+                if gc.models.parameter_count(f"{source}:{arch}") * 4 > YOUR_NETWORK_MB * 2**20:
+                    raise ValueError(f"{arch} is too large for this server: its weights take more than "
+                                     f"{YOUR_NETWORK_MB} MB.")
+                with st.spinner(f"Loading {arch}…"):
+                    clf = gc.load_model(
+                        f"{source}:{arch}", weights=None if weights is None else weights.getvalue(),
+                        categories=None if names is None else gc.models.read_categories(names.getvalue()),
+                    )
+            except (ValueError, RuntimeError) as error:
+                st.error(f"{label}: {error}")
+                return
+            st.session_state["your_classifier"] = clf
+            st.session_state["your_run"] = st.session_state.get("your_run", 0) + 1
+            st.session_state["model"] = resources.YOUR_NETWORK
+            st.rerun()
+        if "your_classifier" in st.session_state:
+            clf = st.session_state["your_classifier"]
+            st.caption(f"Loaded: {clf.description}; {len(clf.categories)} classes; stages {', '.join(clf.stages)}.")
 
 
 def picture_ui() -> Picture:
@@ -173,6 +238,7 @@ def picture_ui() -> Picture:
     st.caption("Your own picture cannot travel in a link: a copied address opens this view with a sample.")
     if source == "Upload":
         st.file_uploader("Upload an image", type=UPLOAD_TYPES, key="widget:upload", on_change=_store_file,
+                         max_upload_size=IMAGE_UPLOAD_MB,
                          args=("upload",))
     else:
         st.camera_input("Take a picture", key="widget:camera", on_change=_store_file, args=("camera",))

@@ -2,6 +2,7 @@
 
 from .ablation_cam import AblationCAM
 from .activations import FeatureMaps
+from .attention_rollout import AttentionRollout
 from .base import (
     Explainer,
     InputExplainer,
@@ -36,11 +37,12 @@ from .is_cam import ISCAM
 from .kernel_shap import KernelSHAP
 from .kpca_cam import KPCACAM
 from .layer_cam import LayerCAM
+from .legrad import LeGrad
 from .lime import LIME
 from .lrp import LRP
 from .occlusion import Occlusion
 from .random_cam import RandomCAM
-from .registry import KINDS, METHODS, Method
+from .registry import KINDS, METHODS, TRANSFORMER_METHODS, Method
 from .rise import RISE
 from .saliency import Saliency
 from .score_cam import ScoreCAM
@@ -49,6 +51,7 @@ from .smooth_grad import SmoothGrad
 from .smooth_grad_cam_pp import SmoothGradCAMPlusPlus
 from .ss_cam import SSCAM
 from .superpixels import superpixels
+from .transformer_attribution import TransformerAttribution
 from .xgrad_cam import XGradCAM
 
 __all__ = [
@@ -62,7 +65,9 @@ __all__ = [
     "METHODS",
     "RISE",
     "SSCAM",
+    "TRANSFORMER_METHODS",
     "AblationCAM",
+    "AttentionRollout",
     "Concepts",
     "ContrastiveGradCAM",
     "Deconvnet",
@@ -87,6 +92,7 @@ __all__ = [
     "KernelSHAP",
     "LayerCAM",
     "LayerExplainer",
+    "LeGrad",
     "Method",
     "Needs",
     "Occlusion",
@@ -99,6 +105,7 @@ __all__ = [
     "SmoothGrad",
     "SmoothGradCAMPlusPlus",
     "Target",
+    "TransformerAttribution",
     "XGradCAM",
     "deep_feature_factorization",
     "explain",

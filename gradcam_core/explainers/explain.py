@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from .base import Progress, Result, Target, run
-from .registry import METHODS
+from .registry import METHODS, TRANSFORMER_METHODS
 
 __all__ = ["explain"]
 
@@ -36,7 +36,8 @@ def explain(
         x: ``(N, C, H, W)`` or ``(C, H, W)``, normalized as the model expects.
         target: ``None`` (each image's top-1), one class, or one per image.
         layers: the layers the layer methods explain.
-        methods: names from :data:`~.registry.METHODS`, or ``"all"``.
+        methods: names from :data:`~.registry.METHODS` or :data:`~.registry.TRANSFORMER_METHODS`, or
+            ``"all"`` (every one of :data:`~.registry.METHODS`).
         options: method name -> keyword options of its class, e.g. ``{"occlusion": {"window": 48}}``.
         progress: ``progress(done, total)`` for each slow method in turn (unless its options give
             one); raising in it cancels the call.
@@ -51,11 +52,12 @@ def explain(
         >>> results["layer_cam"].maps["layer1"].shape, results["saliency"].maps["input"].shape
         (torch.Size([1, 56, 56]), torch.Size([1, 3, 224, 224]))
     """
+    known = {**METHODS, **TRANSFORMER_METHODS}
     names = list(METHODS) if methods == "all" else [methods] if isinstance(methods, str) else list(methods)
-    unknown = [name for name in names if name not in METHODS]
+    unknown = [name for name in names if name not in known]
     if unknown or not names:
         raise ValueError(
-            f"Unknown method {', '.join(map(repr, unknown)) or '(none given)'}; choose from {', '.join(METHODS)}."
+            f"Unknown method {', '.join(map(repr, unknown)) or '(none given)'}; choose from {', '.join(known)}."
         )
     options = dict(options or {})
     strangers = sorted(set(options) - set(names))
@@ -64,7 +66,7 @@ def explain(
     layers = [layers] if isinstance(layers, str) else layers
     explainers = []
     for name in names:
-        method, settings = METHODS[name], dict(options.get(name, {}))
+        method, settings = known[name], dict(options.get(name, {}))
         if "progress" in method.options and progress is not None:
             settings.setdefault("progress", progress)
         explainers.append(method.create(model, layers, **settings))

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from torch import nn
 
 from .ablation_cam import AblationCAM
+from .attention_rollout import AttentionRollout
 from .base import Explainer
 from .cam import CAM
 from .contrastive_grad_cam import ContrastiveGradCAM
@@ -34,6 +35,7 @@ from .is_cam import ISCAM
 from .kernel_shap import KernelSHAP
 from .kpca_cam import KPCACAM
 from .layer_cam import LayerCAM
+from .legrad import LeGrad
 from .lime import LIME
 from .lrp import LRP
 from .occlusion import Occlusion
@@ -45,9 +47,10 @@ from .shapley_cam import ShapleyCAM
 from .smooth_grad import SmoothGrad
 from .smooth_grad_cam_pp import SmoothGradCAMPlusPlus
 from .ss_cam import SSCAM
+from .transformer_attribution import TransformerAttribution
 from .xgrad_cam import XGradCAM
 
-__all__ = ["KINDS", "METHODS", "Method"]
+__all__ = ["KINDS", "METHODS", "TRANSFORMER_METHODS", "Method"]
 
 #: Kind -> what the methods of that kind read, in the order the pages group them.
 KINDS = {
@@ -84,6 +87,8 @@ class Method:
         picture: whether its ``(N, 3, H, W)`` result is a picture to show as it is (guided
             backprop's edges), rather than an attribution whose strength at each pixel is drawn as heat.
         options: the keyword options its constructor takes besides the model and layers.
+        transformer_only: whether it reads a Vision Transformer's attention maps (a timm ViT),
+            which a CNN has not: then it is in :data:`TRANSFORMER_METHODS`, not in :data:`METHODS`.
         build: ``build(model, layers, **options)`` -> an explainer; by default ``cls(model, layers,
             **options)`` for layer methods and ``cls(model, **options)`` for the others.
     """
@@ -101,6 +106,7 @@ class Method:
     stochastic: bool = False
     picture: bool = False
     build: Callable[..., Explainer] | None = None
+    transformer_only: bool = False
 
     @property
     def slow(self) -> bool:
@@ -310,4 +316,28 @@ METHODS: dict[str, Method] = {m.name: m for m in [
            "blurred: not a score per pixel, but the region that suffices. Found step by step (a forward and a "
            "backward pass each, a hundred by default), so slow, and the answer depends on the area asked for.",
            options=("area", "steps", "learning_rate", *_PERTURBATION)),
+]}
+
+#: The methods made for Vision Transformers, which explain a timm ViT's attention and refuse a CNN
+#: (a ``ValueError``). They are kept out of :data:`METHODS`, whose every entry the pages and the
+#: command line offer for every network, until those offer them for a transformer only;
+#: :func:`~.explain.explain` takes their names all the same.
+TRANSFORMER_METHODS: dict[str, Method] = {m.name: m for m in [
+    Method("attention_rollout", AttentionRollout, "Attention rollout", "Abnar and Zuidema, ACL", 2020,
+           "layer activation", False, False,
+           "Follows the attention from the class token down through every block, each block's heads averaged and "
+           "its skip connection counted, to the patches it finally draws on. No gradient and no class: it shows "
+           "where the network looks, on the patch grid, the same map for every class.",
+           options=("head_fusion", "discard_ratio"), transformer_only=True),
+    Method("transformer_attribution", TransformerAttribution, "Transformer attribution", "Chefer, Gur and Wolf, ICCV",
+           2021, "layer gradient", True, False,
+           "Attention rollout in which each attention weight counts by how much it raises the class score "
+           "(attention times its gradient, the negative part cut). Class-specific where the plain rollout is not, "
+           "from one forward and one backward pass.",
+           transformer_only=True),
+    Method("legrad", LeGrad, "LeGrad", "Bousselham et al., arXiv", 2024, "layer gradient", True, False,
+           "Reads each block out as if it were the last and takes the positive gradient of that block's class "
+           "score at its own attention maps, averaged over heads and blocks. The patches that each stage of the "
+           "transformer leans on for this class, without multiplying attentions together.",
+           options=("blocks",), transformer_only=True),
 ]}

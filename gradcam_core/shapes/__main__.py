@@ -20,11 +20,11 @@ from .evaluation import (
     evaluate_network,
     markdown_table,
 )
-from .networks import NETWORKS, load_shapes_model, weights_file
+from .networks import NETWORKS, TRANSFORMERS, load_shapes_model, weights_file
 from .training import BIASES, EARLY_EPOCH, VALIDATION_SEED, train
 
-# Every network but shapes_gap_early, which is a checkpoint of shapes_gap's run.
-TRAINABLE = tuple(name for name in NETWORKS if name != "shapes_gap_early")
+# Every network but shapes_gap_early, which is a checkpoint of shapes_gap's run; the ViT too.
+TRAINABLE = (*(name for name in NETWORKS if name != "shapes_gap_early"), *TRANSFORMERS)
 
 # The command line trains longer than the dashboard's one-minute default, for the shipped weights.
 _CLI_EPOCHS = 12
@@ -57,9 +57,9 @@ def _parser() -> argparse.ArgumentParser:
         "--networks",
         nargs="+",
         choices=TRAINABLE,
-        default=list(TRAINABLE),
-        help="which to train (default: all); training shapes_gap also saves shapes_gap_early, "
-        f"its state after epoch {EARLY_EPOCH}",
+        default=[name for name in TRAINABLE if name not in TRANSFORMERS],
+        help="which to train (default: all the CNNs; shapes_vit only when named, its weights are not shipped "
+        f"yet); training shapes_gap also saves shapes_gap_early, its state after epoch {EARLY_EPOCH}",
     )
     training.add_argument(
         "--epochs",

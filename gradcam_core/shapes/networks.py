@@ -26,6 +26,12 @@ meets, inside (near 98%). The logits stay exactly ``fc(GAP(layer4))``, so CAM st
   are ``fc(GMP(layer4))``, so CAM's ``sum_k w_k A_k`` still applies, but each channel is scored by
   its single strongest cell only.
 
+* ``shapes_vit`` (:func:`build_vit`), apart from :data:`NETWORKS`: a small Vision Transformer (timm's
+  ``VisionTransformer``): 8x8 patches (an 8x8 grid, as ``layer4``'s), a class token, four blocks of
+  four heads, 64 channels, the class token's last state -> ``head``. The lessons' CNNs share one
+  body; this one shares only the data and the training, for the attention methods
+  (:data:`gradcam_core.TRANSFORMER_METHODS`) and for Grad-CAM on tokens.
+
 The other networks reuse these architectures: ``shapes_shuffled`` (GAP, shuffled labels),
 ``shapes_gap_early`` (``shapes_gap``'s own training run, saved after epoch
 :data:`~gradcam_core.shapes.EARLY_EPOCH`), ``shapes_biased`` and ``shapes_debiased`` (GAP, trained
@@ -46,11 +52,14 @@ from .data import CLASSES, IMAGE_SIZE, MEAN, STD
 __all__ = [
     "NETWORKS",
     "STAGES",
+    "TRANSFORMERS",
+    "VIT_STAGES",
     "ShapesBody",
     "ShapesFC",
     "ShapesGAP",
     "ShapesGMP",
     "build_network",
+    "build_vit",
     "load_shapes_model",
     "shapes_classifier",
     "weights_file",
@@ -68,6 +77,16 @@ NETWORKS = (
 )
 #: The body's stages, early to late; the last is CAM's layer.
 STAGES = ("layer1", "layer2", "layer3", "layer4")
+#: The shapes lab's Vision Transformer, kept apart from the CNNs of :data:`NETWORKS` (which share
+#: one body, and which every lesson offers); :func:`load_shapes_model` loads it all the same. Its
+#: weights are not shipped yet: trained from scratch on two CPU cores it stays near chance for
+#: the first ten epochs (see ``training._VIT_LEARNING_RATE``); ``pretrained=False`` gives it random.
+TRANSFORMERS = ("shapes_vit",)
+#: Its layers for Grad-CAM, early to late: each block's first norm, the tokens its attention reads.
+#: Not the blocks' outputs: after the last attention only the class token reaches the head, so the
+#: gradient at the last block's patch tokens is zero and Grad-CAM there is blank.
+VIT_STAGES = ("blocks.0.norm1", "blocks.1.norm1", "blocks.2.norm1", "blocks.3.norm1")
+_VIT = {"patch_size": 8, "embed_dim": 64, "depth": 4, "num_heads": 4, "mlp_ratio": 2.0}
 
 _WIDTHS = (16, 32, 64, 128)
 # The feature map side of layer4 for a 64x64 picture: the stride-2 conv and two max-pools.
@@ -88,6 +107,8 @@ _DESCRIPTIONS = {
     "away 95% of the time (a biased data set)",
     "shapes_debiased": "Shapes lab CNN with a GAP head, trained on the same pictures with the corner tag "
     "independent of the class (the bias removed)",
+    "shapes_vit": "Shapes lab Vision Transformer: 8x8 patches, four blocks of four heads, the class token "
+    "-> one linear layer (CAM does not apply; the attention methods do)",
 }
 
 
@@ -177,31 +198,43 @@ _ARCHITECTURES: dict[str, type[ShapesBody]] = {
 _FC_NAMES = {ShapesGAP: "fc", ShapesFC: "fc1", ShapesGMP: "fc"}
 
 
-def build_network(name: str) -> ShapesBody:
+def build_vit() -> nn.Module:
+    """``shapes_vit``'s architecture, freshly initialized (timm's own initialization) from torch's
+    global random state."""
+    from timm.models.vision_transformer import VisionTransformer
+
+    return VisionTransformer(img_size=IMAGE_SIZE, num_classes=len(CLASSES), **_VIT)
+
+
+def build_network(name: str) -> nn.Module:
     """A freshly initialized shapes network of ``name``'s architecture, from torch's global random state
     (seed it, or fork it as :func:`~gradcam_core.shapes.train` does, for the same weights)."""
+    if name in TRANSFORMERS:
+        return build_vit()
     if name not in _ARCHITECTURES:
-        raise ValueError(f"Unknown shapes network {name!r}; choose one of {', '.join(NETWORKS)}.")
+        raise ValueError(f"Unknown shapes network {name!r}; choose one of {', '.join((*NETWORKS, *TRANSFORMERS))}.")
     return _ARCHITECTURES[name]()
 
 
 def weights_file(name: str, directory: Path | None = None) -> Path:
     """``directory / f"{name}.pt"``, by default the repository's ``assets/models``."""
-    if name not in NETWORKS:
-        raise ValueError(f"Unknown shapes network {name!r}; choose one of {', '.join(NETWORKS)}.")
+    if name not in (*NETWORKS, *TRANSFORMERS):
+        raise ValueError(f"Unknown shapes network {name!r}; choose one of {', '.join((*NETWORKS, *TRANSFORMERS))}.")
     return (directory or Path(__file__).resolve().parents[2] / "assets" / "models") / f"{name}.pt"
 
 
-def shapes_classifier(name: str, module: ShapesBody, weights: str) -> Classifier:
+def shapes_classifier(name: str, module: nn.Module, weights: str) -> Classifier:
     """Wrap a shapes network in a :class:`~gradcam_core.classifier.Classifier`, as ``load_model`` does;
-    ``weights`` says where they come from, for the description."""
+    ``weights`` says where they come from, for the description. The ViT's layer methods go to
+    :data:`VIT_STAGES`, the last by default."""
+    stages = VIT_STAGES if name in TRANSFORMERS else STAGES
     return Classifier(
         name=name,
         module=module,
         categories=list(CLASSES),
-        stages=list(STAGES),
-        cam_layer=STAGES[-1],
-        fc=_FC_NAMES[type(module)],
+        stages=list(stages),
+        cam_layer=stages[-1],
+        fc="head" if name in TRANSFORMERS else _FC_NAMES[type(module)],
         input_size=(IMAGE_SIZE, IMAGE_SIZE),
         mean=MEAN,
         std=STD,
@@ -210,10 +243,11 @@ def shapes_classifier(name: str, module: ShapesBody, weights: str) -> Classifier
 
 
 def load_shapes_model(name: str, pretrained: bool = True, weights_dir: Path | None = None) -> Classifier:
-    """One of :data:`NETWORKS`, in eval mode, with the weights shipped in ``assets/models``.
+    """One of :data:`NETWORKS` or :data:`TRANSFORMERS`, in eval mode, with the weights shipped in
+    ``assets/models``.
 
     Args:
-        name: one of :data:`NETWORKS`.
+        name: one of :data:`NETWORKS` or :data:`TRANSFORMERS`.
         pretrained: ``False`` gives random weights and reads nothing from disk.
         weights_dir: where ``{name}.pt`` lies, instead of ``assets/models``.
 
@@ -231,6 +265,12 @@ def load_shapes_model(name: str, pretrained: bool = True, weights_dir: Path | No
         return shapes_classifier(name, module.eval(), "random weights")
     path = weights_file(name, weights_dir)
     if not path.is_file():
+        if name in TRANSFORMERS:
+            raise WeightsUnavailableError(
+                f"{name}'s weights are not shipped yet: trained from scratch on two CPU cores it stayed near chance "
+                f"for ten epochs. load_model({name!r}, pretrained=False) gives it random weights; "
+                f"`python -m gradcam_core.shapes train --networks {name}` trains it into {path}."
+            )
         raise WeightsUnavailableError(
             f"{path} is missing; `python -m gradcam_core.shapes train` writes it in a few minutes."
         )
