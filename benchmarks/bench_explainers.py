@@ -5,6 +5,7 @@
 ResNet34 at 224x224, batch 1, on the CPU, random weights (timing does not depend on them). The
 cases run interleaved, round after round, and each reports its median, so that load on a shared
 machine weighs on all of them alike; the ratios to the forward pass are the figures to compare.
+``benchmarks/bench_methods.py`` times every method of ``gc.METHODS`` the same way, each against its peers.
 """
 
 from __future__ import annotations

@@ -23,7 +23,6 @@ import copy
 import pytest
 import torch
 import torch.nn.functional as F
-import torchvision
 from captum.attr import DeepLift as CaptumDeepLift
 from captum.attr._core import deep_lift as captum_deep_lift
 from conftest import (
@@ -34,33 +33,12 @@ from conftest import (
     make_tiny,
     snapshot,
 )
+from reference_adapters import captum_ready
 from torch import nn
 
 import gradcam_core as gc
 from gradcam_core.explainers.deep_lift import COVERED, DeepLift
 from gradcam_core.explainers.paths import black, blur
-
-
-class Clone(nn.Module):
-    def forward(self, x):
-        return x.clone()
-
-
-def captum_ready(model: nn.Module) -> nn.Module:
-    """A copy of ResNet34 captum can hook: one ReLU module a call, a clone before the max pool."""
-    model = copy.deepcopy(model)
-    for block in model.modules():
-        if isinstance(block, torchvision.models.resnet.BasicBlock):
-            block.relu_out = nn.ReLU()
-
-            def forward(x, self=block):
-                identity = x if self.downsample is None else self.downsample(x)
-                out = self.bn2(self.conv2(self.relu(self.bn1(self.conv1(x)))))
-                return self.relu_out(out + identity)
-
-            block.forward = forward
-    model.maxpool = nn.Sequential(Clone(), model.maxpool)
-    return model
 
 
 def _adding_unpool(values, indices, kernel_size, stride, padding, output_size):

@@ -7,10 +7,10 @@ comparison gives the library's projection our sign (and nothing else changes in 
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 from pytorch_grad_cam_reference import as_library, correlations, library_maps
+from reference_adapters import signed_like_ours
 from torch import nn
 
 import gradcam_core as gc
@@ -41,16 +41,7 @@ def our_sign(monkeypatch):
     """pytorch-grad-cam's EigenGradCAM with each projection signed as ours."""
     import pytorch_grad_cam.eigen_grad_cam as module
 
-    original = module.get_2d_projection
-
-    def signed(batch: np.ndarray) -> np.ndarray:
-        projections = original(batch)
-        for projection, reference in zip(projections, batch.sum(axis=1)):
-            if ((projection - projection.mean()) * (reference - reference.mean())).sum() < 0:
-                projection *= -1
-        return projections
-
-    monkeypatch.setattr(module, "get_2d_projection", signed)
+    monkeypatch.setattr(module, "get_2d_projection", signed_like_ours(module.get_2d_projection))
     return module.EigenGradCAM
 
 
