@@ -118,6 +118,7 @@ NAV_TITLES = [
     "15 · Which class is it? (quiz)",
     "16 · Where would you look?",
     "17 · Class results",
+    "18 · Spot the difference",
 ]
 
 MAIN = '[data-testid="stMain"]'
