@@ -1,6 +1,5 @@
 """Time every method of ``gc.METHODS`` against a plain forward pass, and against its peers, in one run.
 
-    pip install --no-deps -r benchmarks/requirements.txt   # pytorch-grad-cam, TorchCAM; captum and zennit too
     python benchmarks/bench_methods.py [--model resnet34] [--repeats 5] [--only lime,rise,explain]
         [--set rise.masks=100] [--no-peers]
 

@@ -1,6 +1,5 @@
 """Time our Score-CAM and Ablation-CAM against the peer libraries' own, in the same run.
 
-    pip install --no-deps -r benchmarks/requirements.txt   # the peers; see that file
     python benchmarks/bench_perturbation.py [--model resnet34] [--repeats 3] [--methods score_cam ablation_cam]
         [--pretrained]
 
