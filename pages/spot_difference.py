@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import streamlit as st
+from PIL import Image
 
 import gradcam_core as gc
 from ui import figures, layout, resources, widgets
@@ -63,10 +64,17 @@ def record(number: int, round_: Round, guess: str, model_pick: str) -> None:
         st.warning(problem)
 
 
-def reveal_ui(round_: Round, clf: gc.Classifier, model: str, guess: str, selection: widgets.Selection) -> None:
+def photo_ui(round_: Round) -> tuple[str, Image.Image]:
+    """The round's photo, shown; its cache key and the picture the model reads."""
     data = (gc.evaluation.SAMPLE_IMAGES / round_.photo).read_bytes()
     image_id = resources.digest(data)
     image = resources.display_image(image_id, data, widgets.DISPLAY_SIDE)
+    st.image(figures.compact(np.asarray(image)), width=360)
+    return image_id, image
+
+
+def reveal_ui(round_: Round, clf: gc.Classifier, model: str, guess: str, selection: widgets.Selection,
+              image_id: str, image: Image.Image) -> None:
     rgb, x = np.asarray(image), clf.preprocess(image)
     probabilities = resources.probabilities(model, image_id, clf, x)
     a, b = round_.first, round_.second
@@ -123,14 +131,12 @@ clf = model_ui(selection)
 model = selection.model_key if clf is selection.clf else "efficientnet_lite0"
 for number, round_ in enumerate(ROUNDS, start=1):
     st.subheader(f"Round {number}")
-    data = (gc.evaluation.SAMPLE_IMAGES / round_.photo).read_bytes()
-    st.image(figures.compact(np.asarray(resources.display_image(resources.digest(data), data, widgets.DISPLAY_SIDE))),
-             width=360)
+    image_id, image = photo_ui(round_)
     guess = guess_ui(number, round_, clf)
     if guess is None:
         st.info("Answer to see what the model goes by" + (" and to open the next round." if number < len(ROUNDS) else "."))
         break
-    reveal_ui(round_, clf, model, guess, selection)
+    reveal_ui(round_, clf, model, guess, selection, image_id, image)
 
 st.page_link("pages/class_results.py", label="The class's answers, round by round: 17 · Class results",
              icon=":material/leaderboard:")
