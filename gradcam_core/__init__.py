@@ -17,6 +17,7 @@ Example:
 from . import attacks, evaluation, metrics, sanity, synthesis
 from .explainers import (
     CAM,
+    FAMILIES,
     FEM,
     ISCAM,
     KINDS,
@@ -26,7 +27,6 @@ from .explainers import (
     METHODS,
     RISE,
     SSCAM,
-    TRANSFORMER_METHODS,
     AblationCAM,
     AttentionRollout,
     Concepts,
@@ -64,6 +64,7 @@ from .explainers import (
     XGradCAM,
     deep_feature_factorization,
     explain,
+    methods_for,
     superpixels,
 )
 from .hooks import model_lock
@@ -80,6 +81,7 @@ from .receptive import ReceptiveField, effective_receptive_field, receptive_fiel
 
 __all__ = [
     "CAM",
+    "FAMILIES",
     "FEM",
     "ISCAM",
     "KINDS",
@@ -90,7 +92,6 @@ __all__ = [
     "MODELS",
     "RISE",
     "SSCAM",
-    "TRANSFORMER_METHODS",
     "AblationCAM",
     "AttentionRollout",
     "Classifier",
@@ -137,6 +138,7 @@ __all__ = [
     "explain",
     "load_image",
     "load_model",
+    "methods_for",
     "metrics",
     "model_lock",
     "normalize",

@@ -44,6 +44,7 @@ from . import (
     explain,
     load_image,
     load_model,
+    methods_for,
     metrics,
     overlay,
     sanity,
@@ -179,7 +180,8 @@ def parse_evaluate_args(argv: list[str]) -> argparse.Namespace:
     )
     add_model_arguments(parser, "shapes_gap")
     parser.add_argument("--methods", default="all",
-                        help=f"'all', or a comma-separated list of: {', '.join(METHODS)} (default: all)")
+                        help=f"'all' (every method that explains the model), or a comma-separated list of: "
+                             f"{', '.join(METHODS)} (default: all)")
     parser.add_argument("--n", type=int, default=500,
                         help="held-out pictures for a shapes network (default: 500); other models use the "
                              "sample photos in assets/images")
@@ -191,9 +193,9 @@ def parse_evaluate_args(argv: list[str]) -> argparse.Namespace:
 
 def evaluate_main(argv: list[str]) -> int:
     args = parse_evaluate_args(argv)
-    methods = list(METHODS) if args.methods == "all" else [m.strip() for m in args.methods.split(",") if m.strip()]
+    methods = [] if args.methods == "all" else [m.strip() for m in args.methods.split(",") if m.strip()]
     unknown = [m for m in methods if m not in METHODS]
-    if unknown or not methods:
+    if unknown or not (methods or args.methods == "all"):
         print(f"error: unknown method {', '.join(unknown) or '(none)'}; choose from {', '.join(METHODS)}.",
               file=sys.stderr)
         return 2
@@ -202,6 +204,7 @@ def evaluate_main(argv: list[str]) -> int:
     except (ValueError, RuntimeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    methods = methods or list(methods_for(classifier.module))
     data = evaluation.evaluation_set(classifier, n=args.n)
     rows = evaluation.evaluate(classifier, data, methods, batch_size=args.batch_size, steps=args.steps,
                                progress=evaluation.stderr_progress)
@@ -232,11 +235,12 @@ def sanity_main(argv: list[str]) -> int:
                         help="also write the figure of the paper's Figure 2 to this PNG: each method's map (absolute "
                              "values) at every step, and the Spearman curves")
     args = parser.parse_args(argv)
-    methods = list(METHODS) if args.methods == "all" else [m.strip() for m in args.methods.split(",") if m.strip()]
+    methods = [] if args.methods == "all" else [m.strip() for m in args.methods.split(",") if m.strip()]
     try:
-        if any(m not in METHODS for m in methods) or not methods:
+        if any(m not in METHODS for m in methods) or not (methods or args.methods == "all"):
             raise ValueError(f"choose methods from {', '.join(METHODS)}.")
         classifier = model_from_args(args)
+        methods = methods or list(methods_for(classifier.module))
         x = classifier.preprocess(args.image)
         target = class_index(classifier, args.target)
     except (ValueError, RuntimeError) as error:
@@ -266,7 +270,9 @@ def sanity_figure(checks: list[sanity.Randomization], rgb: np.ndarray):
     """Adebayo et al.'s Figure 2 for these checks: a row of maps a method (absolute values, each scaled to
     its own 99th percentile and clipped, as the paper shows them), one column a step, and the Spearman
     curves below."""
-    from matplotlib.figure import Figure  # only the figure option draws; the rest of the CLI never needs it
+    from matplotlib.figure import (
+        Figure,  # only the figure option draws; the rest of the CLI never needs it
+    )
 
     steps = checks[0].steps
     columns = len(steps) + 1

@@ -27,7 +27,7 @@ import torch
 
 from . import metrics
 from .classifier import Classifier
-from .explainers import METHODS, Occlusion, explain
+from .explainers import METHODS, Occlusion, explain, methods_for
 from .explainers.perturbation import chunks
 from .shapes import EVALUATION_SEED, NETWORKS, TIGHT_THRESHOLD, render
 
@@ -111,16 +111,18 @@ def evaluation_set(classifier: Classifier, n: int = 500, seed: int = EVALUATION_
     return EvaluationSet(f"the {len(files)} sample photos in assets/images, top-1 class", images, targets)
 
 
-def evaluate(classifier: Classifier, data: EvaluationSet, methods: Sequence[str] = tuple(METHODS),
+def evaluate(classifier: Classifier, data: EvaluationSet, methods: Sequence[str] | None = None,
              batch_size: int = 64, steps: int = 100,
              progress: Callable[[str, int, int], None] | None = None) -> list[MethodScores]:
-    """Score each method on ``data``; ``progress(method, done, total)`` after each chunk of images.
+    """Score each method on ``data`` (by default every one that explains the classifier's network,
+    :func:`~gradcam_core.methods_for`); ``progress(method, done, total)`` after each chunk of images.
 
     Example:
         >>> clf = load_model("shapes_gap")
         >>> rows = evaluate(clf, evaluation_set(clf, n=50), ["grad_cam", "layer_cam"])
         >>> rows[0].pointing_game, rows[0].deletion_auc
     """
+    methods = list(methods_for(classifier.module)) if methods is None else methods
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise ValueError(f"Unknown method {', '.join(unknown)}; choose from {', '.join(METHODS)}.")

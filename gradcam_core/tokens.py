@@ -27,6 +27,7 @@ __all__ = [
     "attention_gradients",
     "attention_modules",
     "capture_attention",
+    "family",
     "is_vision_transformer",
     "layout",
     "patch_grid",
@@ -89,6 +90,18 @@ def is_vision_transformer(model: nn.Module) -> bool:
     """Whether ``model`` is a timm Vision Transformer (ViT, DeiT and their subclasses)."""
     vit = _timm_class("vision_transformer", "VisionTransformer")
     return vit is not None and isinstance(model, vit)
+
+
+def family(model: nn.Module) -> str:
+    """``"ViT"`` for a timm ViT or DeiT, ``"Swin"`` for a timm Swin Transformer, ``"CNN"`` for any other network.
+
+    The methods say which families they explain (:attr:`gradcam_core.Method.families`): the
+    attention methods need a ViT's attention maps, and a few CNN methods assume what a
+    transformer has not (a pooled linear head, ReLUs, second derivatives of every layer).
+    """
+    if is_vision_transformer(model):
+        return "ViT"
+    return "Swin" if _is_swin(model) else "CNN"
 
 
 def attention_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:

@@ -30,12 +30,13 @@ def row_columns(stages: list[str]) -> list:
     return st.columns([1.4] + [1] * max(len(stages), 4))
 
 
-def methods_ui() -> list[str]:
-    """The methods to compare, one row of toggles per kind, in the registry's order, narrowed by a filter."""
+def methods_ui(methods: dict[str, gc.Method]) -> list[str]:
+    """The methods to compare, one row of toggles per kind, in the registry's order, narrowed by a filter
+    (``methods``: those that explain the network, ``gc.methods_for``)."""
     only = st.segmented_control("Offer only the methods that are", list(FILTERS), selection_mode="multi",
                                 key=links.linked("gallery_only", [], parse=links.names,
                                                  valid=lambda chosen: set(chosen) <= set(FILTERS), label="the filter"))
-    offered = [name for name, method in gc.METHODS.items() if all(FILTERS[f](method) for f in only)]
+    offered = [name for name, method in methods.items() if all(FILTERS[f](method) for f in only)]
     chosen = []
     for kind in gc.KINDS:
         names = [name for name, method in gc.METHODS.items() if method.kind == kind]
@@ -186,15 +187,16 @@ def eigen_lesson_ui(selection: widgets.Selection) -> None:
 
 selection = widgets.sidebar()
 clf = selection.clf
+methods = gc.methods_for(clf.module)
 st.title("Method gallery: every explainer, side by side")
 layout.lesson(
-    f"{len(gc.METHODS)} answers to one question: where does the network see **{selection.class_name}**? Each row is a "
+    f"{len(methods)} answers to one question: where does the network see **{selection.class_name}**? Each row is a "
     "method, each column a stage of the network. Methods of one kind read the same thing from the network "
     "(the heading says what); the text beside each says what it changes. The gradient methods share one "
     "forward and one backward pass; the perturbation methods run extra forward passes, batched, with a "
     "progress bar, and are cached like everything else."
 )
-chosen = methods_ui()
+chosen = methods_ui(methods)
 stages, options = settings_ui(clf)
 if not chosen:
     st.info("Pick at least one method above.")

@@ -107,7 +107,7 @@ layout.lesson(
     "whether the visualization singles out one object, or lights up both."
 )
 state = st.session_state.setdefault("quiz", {"round": 0, "number": 0, "answers": [], "answered": None})
-methods = quiz.quiz_methods(gc.METHODS)
+methods = quiz.quiz_methods(gc.methods_for(resources.classifier("shapes_gap").module))
 photo_methods = [m for m in methods if not gc.METHODS[m].slow]
 if state["number"] >= quiz.QUESTIONS:
     final_ui(state)

@@ -18,11 +18,12 @@ LIVE_PICTURES = 40
 
 def methods_ui(clf: gc.Classifier) -> tuple[list[str], str]:
     left, right = st.columns([3, 1])
-    methods = left.multiselect("Methods", list(gc.METHODS), key=links.linked(
+    offered = gc.methods_for(clf.module)
+    methods = left.multiselect("Methods", list(offered), key=links.linked(
                                    "trust_methods", list(DEFAULT_METHODS), parse=links.names,
-                                   valid=lambda chosen: set(chosen) <= set(gc.METHODS), label="the methods"),
+                                   valid=lambda chosen: set(chosen) <= set(offered), label="the methods"),
                                format_func=lambda n: gc.METHODS[n].label,
-                               help="The slow methods (" + ", ".join(m.label for m in gc.METHODS.values() if m.slow)
+                               help="The slow methods (" + ", ".join(m.label for m in offered.values() if m.slow)
                                + ") take a while on ImageNet models.")
     with right:
         layer = widgets.layer_ui(clf, "Layer of the layer methods", key="trust_layer")
@@ -61,7 +62,7 @@ def deletion_strip_ui(selection: widgets.Selection, methods: list[str], layer: s
 
 def sanity_ui(selection: widgets.Selection, layer: str) -> None:
     clf = selection.clf
-    fast = [name for name, method in gc.METHODS.items() if not method.slow]
+    fast = [name for name, method in gc.methods_for(clf.module).items() if not method.slow]
     methods = st.multiselect("Methods to check", fast, key=links.linked(
                                  "sanity_methods", list(SANITY_METHODS), parse=links.names,
                                  valid=lambda chosen: set(chosen) <= set(fast) and len(chosen) <= 4, label="the methods"),

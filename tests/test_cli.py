@@ -22,7 +22,7 @@ def shapes_picture(tmp_path_factory):
     return path
 
 
-@pytest.mark.parametrize("method", list(gc.METHODS))
+@pytest.mark.parametrize("method", [name for name, m in gc.METHODS.items() if "CNN" in m.families])
 def test_every_registered_method_writes_its_pictures(method, shapes_picture, tmp_path, capsys):
     label = int(shapes.render(1, seed=SEED).labels[0])
     argv = [str(shapes_picture), "--model", "shapes_gap", "--method", method, "--layers", "layer3,layer4",
@@ -49,6 +49,13 @@ def test_an_unknown_method_is_refused_with_the_list(shapes_picture, capsys):
         main([str(shapes_picture), "--method", "magic_cam"])
     assert exit_.value.code == 2
     assert "score_cam" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("method", [name for name, m in gc.METHODS.items() if "CNN" not in m.families])
+def test_a_transformer_method_refuses_a_cnn_and_says_why(method, shapes_picture, tmp_path, capsys):
+    assert main([str(shapes_picture), "--model", "shapes_gap", "--method", method, "-o", str(tmp_path)]) == 1
+    assert "explains ViTs only, and ShapesGAP is a CNN" in capsys.readouterr().err
+    assert not list(tmp_path.glob("*.png"))
 
 
 def test_cam_refuses_a_head_without_pooling_and_says_why(shapes_picture, tmp_path, capsys):

@@ -118,8 +118,26 @@ def assert_same_tensors(got: dict, expected: dict, exact: bool = True) -> None:
 
 
 def test_the_registry_lists_every_method():
-    assert sorted(gc.METHODS) == sorted(ALL_NAMES)
+    assert sorted(gc.METHODS) == sorted(ALL_NAMES + TRANSFORMER_NAMES)
     assert METHOD_NAMES == list(gc.METHODS)
+
+
+def test_methods_for_offers_each_network_the_methods_of_its_family(tiny, tiny_vit):
+    assert list(gc.methods_for(tiny)) == [n for n in gc.METHODS if n in ALL_NAMES]
+    cnn_only = ["cam", "shapley_cam", "ablation_cam", "lrp", "deep_lift"]
+    assert sorted(n for n in ALL_NAMES if gc.METHODS[n].families == ("CNN",)) == sorted(cnn_only)
+    assert list(gc.methods_for(tiny_vit)) == [n for n in gc.METHODS if n not in cnn_only]
+    assert all(gc.METHODS[n].families == ("ViT",) for n in TRANSFORMER_NAMES)
+    assert all(gc.METHODS[n].families == gc.FAMILIES for n in ALL_NAMES if n not in cnn_only)
+
+
+@pytest.mark.parametrize("name", ["cam", "shapley_cam", "ablation_cam", "lrp", "deep_lift"])
+def test_a_cnn_method_refuses_a_vit_and_says_why(name, tiny_vit, tiny_input):
+    before = snapshot(tiny_vit)
+    with pytest.raises(ValueError, match=r"explains CNNs only, and VisionTransformer is a ViT: \w+"):
+        gc.explain(tiny_vit, tiny_input, 1, VIT_LAYERS, ["grad_cam", name])
+    assert_no_hooks(tiny_vit)
+    assert_same_state(before, tiny_vit)
 
 
 @pytest.mark.parametrize("name", ALL_NAMES)
@@ -214,8 +232,8 @@ def test_a_layered_method_needs_layers(name, tiny):
 def test_explain_gives_what_each_class_gives(tiny, tiny_input, methods):
     targets = [0, 3, 1]
     results = gc.explain(tiny, tiny_input, target=targets, layers=LAYERS, methods=methods, options=TINY_OPTIONS)
-    names = list(gc.METHODS) if methods == "all" else methods
-    assert list(results) == list(names)  # in the order asked for (the registry's for "all")
+    names = list(gc.methods_for(tiny)) if methods == "all" else methods
+    assert list(results) == list(names)  # in the order asked for (the registry's for "all", a CNN's methods)
     mismatches = []
     for name in names:
         r = results[name]
@@ -575,8 +593,8 @@ def test_explain_inside_no_grad_on_a_frozen_model_gives_the_same_results(tiny_in
 
 
 # --------------------------------------------------------------------------------------------
-# The methods made for Vision Transformers (gc.TRANSFORMER_METHODS): the same promises, on a
-# tiny timm ViT that takes TinyCNN's 8x8 inputs; on a CNN they refuse
+# The methods made for Vision Transformers (families ("ViT",)): the same promises, on a tiny
+# timm ViT that takes TinyCNN's 8x8 inputs; on a CNN they refuse
 # --------------------------------------------------------------------------------------------
 
 #: name -> (class, slow, class-specific, layered, stochastic), as in EXPECTED.
@@ -592,7 +610,7 @@ VIT_LAYERS = ["blocks.0.norm1", "blocks.1.norm1"]
 
 
 def build_vit_method(name: str, model, **options):
-    return gc.TRANSFORMER_METHODS[name].create(model, **options)
+    return gc.METHODS[name].create(model, **options)
 
 
 def unsettled_vit(**kwargs):
@@ -605,16 +623,23 @@ def unsettled_vit(**kwargs):
     return model
 
 
-def test_the_transformer_methods_are_listed_apart():
-    assert list(gc.TRANSFORMER_METHODS) == TRANSFORMER_NAMES
-    assert not set(gc.TRANSFORMER_METHODS) & set(gc.METHODS)
-    assert all(m.transformer_only for m in gc.TRANSFORMER_METHODS.values())
-    assert not any(m.transformer_only for m in gc.METHODS.values())
+def test_every_method_of_a_vit_in_one_call(tiny_vit, tiny_input):
+    """"all" on a ViT: every method of its family, each shaped as on a CNN, the attention methods'
+    maps on the 4x4 patch grid."""
+    results = gc.explain(tiny_vit, tiny_input, [0, 3, 1], VIT_LAYERS, "all", options=TINY_OPTIONS)
+    assert list(results) == list(gc.methods_for(tiny_vit))
+    for name, r in results.items():
+        for key, m in r.maps.items():
+            assert m.shape[0] == 3 and torch.isfinite(m).all(), name
+            if key in VIT_LAYERS and m.dim() == 3:  # Guided Grad-CAM's per layer: a picture
+                assert m.shape[-2:] == (4, 4), name
+    assert all(results[n].maps["input"].shape == (3, 4, 4) for n in TRANSFORMER_NAMES)
+    assert_no_hooks(tiny_vit)
 
 
 @pytest.mark.parametrize("name", TRANSFORMER_NAMES)
 def test_every_transformer_entry_is_filled_in_and_builds(name, tiny_vit):
-    m = gc.TRANSFORMER_METHODS[name]
+    m = gc.METHODS[name]
     assert m.name == name and isinstance(m, gc.Method)
     for text in (m.label, m.paper, m.summary):
         assert isinstance(text, str) and text.strip(), name
@@ -631,7 +656,7 @@ def test_every_transformer_entry_is_filled_in_and_builds(name, tiny_vit):
 @pytest.mark.parametrize("name", TRANSFORMER_NAMES)
 def test_a_transformer_method_refuses_a_cnn(name, tiny, tiny_input):
     before = snapshot(tiny)
-    with pytest.raises(ValueError, match="needs a Vision Transformer's attention maps"):
+    with pytest.raises(ValueError, match="explains ViTs only, and TinyCNN is a CNN: it reads a Vision Transformer's"):
         gc.explain(tiny, tiny_input, 1, LAYERS, ["grad_cam", name])
     assert_no_hooks(tiny)
     assert_same_state(before, tiny)

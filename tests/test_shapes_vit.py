@@ -41,10 +41,11 @@ def test_its_weights_are_not_shipped_yet():
 
 def test_every_stage_and_every_attention_method_explains_the_patch_grid(vit):
     batch = shapes.render(4, seed=11)
-    names = ["grad_cam", "layer_cam", *gc.TRANSFORMER_METHODS]
+    attention = [name for name, m in gc.METHODS.items() if m.kind == "attention"]
+    names = ["grad_cam", "layer_cam", *attention]
     results = gc.explain(vit.module, batch.images, batch.labels, vit.stages, names)
     for name in ("grad_cam", "layer_cam"):
         assert [m.shape for m in results[name].maps.values()] == [(4, 8, 8)] * 4
-    for name in gc.TRANSFORMER_METHODS:
+    for name in attention:
         assert results[name].maps["input"].shape == (4, 8, 8) and (results[name].maps["input"] > 0).any()
     assert_no_hooks(vit.module)

@@ -4,6 +4,7 @@ from .ablation_cam import AblationCAM
 from .activations import FeatureMaps
 from .attention_rollout import AttentionRollout
 from .base import (
+    FAMILIES,
     Explainer,
     InputExplainer,
     LayerExplainer,
@@ -42,7 +43,7 @@ from .lime import LIME
 from .lrp import LRP
 from .occlusion import Occlusion
 from .random_cam import RandomCAM
-from .registry import KINDS, METHODS, TRANSFORMER_METHODS, Method
+from .registry import KINDS, METHODS, Method, methods_for
 from .rise import RISE
 from .saliency import Saliency
 from .score_cam import ScoreCAM
@@ -56,6 +57,7 @@ from .xgrad_cam import XGradCAM
 
 __all__ = [
     "CAM",
+    "FAMILIES",
     "FEM",
     "ISCAM",
     "KINDS",
@@ -65,7 +67,6 @@ __all__ = [
     "METHODS",
     "RISE",
     "SSCAM",
-    "TRANSFORMER_METHODS",
     "AblationCAM",
     "AttentionRollout",
     "Concepts",
@@ -109,6 +110,7 @@ __all__ = [
     "XGradCAM",
     "deep_feature_factorization",
     "explain",
+    "methods_for",
     "run",
     "superpixels",
 ]

@@ -32,6 +32,12 @@ class AblationCAM(PerturbationCAM):
         >>> r = AblationCAM(model, ["layer3", "layer4"], batch_size=64)(x, target=243)
     """
 
+    families = ("CNN",)
+    refusal = (
+        "it zeroes channels of a convolutional map and runs the rest of the network; Score-CAM explains "
+        "a transformer's tokens without gradients."
+    )
+
     def __init__(self, model: nn.Module, layers: Sequence[str] | str, batch_size: int = 64,
                  progress: Progress | None = None):
         super().__init__(model, layers, batch_size, progress)

@@ -36,6 +36,9 @@ class AttentionRollout(InputExplainer):
         >>> m = AttentionRollout(vit, head_fusion="max", discard_ratio=0.9)(x)   # (N, 14, 14)
     """
 
+    families = ("ViT",)
+    refusal = "it reads a Vision Transformer's attention maps (timm's ViT or DeiT), which this network has not."
+
     def __init__(self, model: nn.Module, head_fusion: str = "mean", discard_ratio: float = 0.0):
         super().__init__(model)
         if head_fusion not in _FUSIONS:

@@ -33,8 +33,10 @@ from ..hooks import (
     exclusive_eval,
     rectified_gradients,
 )
+from ..tokens import family
 
 __all__ = [
+    "FAMILIES",
     "Explainer",
     "InputExplainer",
     "LayerExplainer",
@@ -57,6 +59,9 @@ Target = Union[None, int, Sequence[int], torch.Tensor]
 
 #: ``progress(done, total)``, called by the slow methods as they go; raising in it cancels the call.
 Progress = Callable[[int, int], None]
+
+#: The families of networks, as :func:`gradcam_core.tokens.family` names them.
+FAMILIES = ("CNN", "ViT", "Swin")
 
 
 @dataclass(frozen=True)
@@ -207,12 +212,20 @@ def weighted_sum(weights: torch.Tensor, activations: torch.Tensor) -> torch.Tens
 class Explainer:
     """Base of every method: says what it needs from the shared pass and what it makes of it.
 
-    ``slow`` methods (the perturbation methods) run after the others in :func:`run`.
+    ``slow`` methods (the perturbation methods) run after the others in :func:`run`. A method
+    made for some :data:`FAMILIES` of networks only lists them in ``families`` and says in
+    ``refusal`` why it cannot explain the others; a model of another family is refused at once.
     """
 
     slow = False
+    families: tuple[str, ...] = FAMILIES
+    refusal = ""
 
     def __init__(self, model: nn.Module):
+        network = family(model)
+        if network not in self.families:
+            raise ValueError(f"{type(self).__name__} explains {' and '.join(f + 's' for f in self.families)} only, and "
+                             f"{type(model).__name__} is a {network}: {self.refusal}")
         self.model = model
 
     def needs(self) -> Needs:

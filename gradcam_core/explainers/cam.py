@@ -42,6 +42,12 @@ class CAM(LayerExplainer):
         >>> result.weights["layer4"]     # (N, 512): w_k^c for each sample's class
     """
 
+    families = ("CNN",)
+    refusal = (
+        "it needs the logits to be a linear layer of globally pooled maps, and a transformer's head "
+        "reads a normalized class token. Grad-CAM explains its tokens."
+    )
+
     uses_gradients = False
 
     def __init__(self, model: nn.Module, layer: str, fc: str | None = None):

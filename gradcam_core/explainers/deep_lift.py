@@ -66,6 +66,12 @@ class DeepLift(InputExplainer):
         >>> c = DeepLift(model, baseline="blur")(x, target=243)     # (N, 3, H, W)
     """
 
+    families = ("CNN",)
+    refusal = (
+        "its rescale rule does not cover GELU, softmax attention or layer norm. Integrated Gradients "
+        "explains a transformer against the same baselines."
+    )
+
     def __init__(self, model: nn.Module, baseline: str | float | torch.Tensor = "black"):
         super().__init__(model)
         self.baseline = check_baseline(baseline)

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from .base import Progress, Result, Target, run
-from .registry import METHODS, TRANSFORMER_METHODS
+from .registry import METHODS, methods_for
 
 __all__ = ["explain"]
 
@@ -32,12 +32,12 @@ def explain(
     ``Result.maps``; CAM explains the last of ``layers``.
 
     Args:
-        model: any CNN classifier; it is left exactly as it was.
+        model: any CNN or Vision Transformer classifier; it is left exactly as it was.
         x: ``(N, C, H, W)`` or ``(C, H, W)``, normalized as the model expects.
         target: ``None`` (each image's top-1), one class, or one per image.
         layers: the layers the layer methods explain.
-        methods: names from :data:`~.registry.METHODS` or :data:`~.registry.TRANSFORMER_METHODS`, or
-            ``"all"`` (every one of :data:`~.registry.METHODS`).
+        methods: names from :data:`~.registry.METHODS`, or ``"all"`` (every one that explains the
+            model's family, :func:`~.registry.methods_for`).
         options: method name -> keyword options of its class, e.g. ``{"occlusion": {"window": 48}}``.
         progress: ``progress(done, total)`` for each slow method in turn (unless its options give
             one); raising in it cancels the call.
@@ -52,8 +52,8 @@ def explain(
         >>> results["layer_cam"].maps["layer1"].shape, results["saliency"].maps["input"].shape
         (torch.Size([1, 56, 56]), torch.Size([1, 3, 224, 224]))
     """
-    known = {**METHODS, **TRANSFORMER_METHODS}
-    names = list(METHODS) if methods == "all" else [methods] if isinstance(methods, str) else list(methods)
+    known = METHODS
+    names = list(methods_for(model)) if methods == "all" else [methods] if isinstance(methods, str) else list(methods)
     unknown = [name for name in names if name not in known]
     if unknown or not names:
         raise ValueError(

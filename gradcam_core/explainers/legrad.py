@@ -37,6 +37,9 @@ class LeGrad(InputExplainer):
         >>> m = LeGrad(vit, blocks=4)(x, target=243)   # (N, 14, 14)
     """
 
+    families = ("ViT",)
+    refusal = "it reads a Vision Transformer's attention maps (timm's ViT or DeiT), which this network has not."
+
     def __init__(self, model: nn.Module, blocks: int | None = None):
         super().__init__(model)
         if blocks is not None and (isinstance(blocks, bool) or not isinstance(blocks, int) or blocks < 1):

@@ -65,6 +65,12 @@ class LRP(InputExplainer):
         >>> r.sum(dim=(1, 2, 3))                                       # close to y^c
     """
 
+    families = ("CNN",)
+    refusal = (
+        "its rules here cover convolutions, linear layers and batch norm, not attention, layer norm or "
+        "GELU. The attention methods and Grad-CAM explain a transformer."
+    )
+
     def __init__(self, model: nn.Module, rule: str = "epsilon", epsilon: float = 1e-6):
         super().__init__(model)
         if rule not in RULES:

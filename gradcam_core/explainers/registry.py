@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
+from ..tokens import family
 from .ablation_cam import AblationCAM
 from .attention_rollout import AttentionRollout
 from .base import Explainer
@@ -50,7 +51,7 @@ from .ss_cam import SSCAM
 from .transformer_attribution import TransformerAttribution
 from .xgrad_cam import XGradCAM
 
-__all__ = ["KINDS", "METHODS", "TRANSFORMER_METHODS", "Method"]
+__all__ = ["KINDS", "METHODS", "Method", "methods_for"]
 
 #: Kind -> what the methods of that kind read, in the order the pages group them.
 KINDS = {
@@ -64,6 +65,8 @@ KINDS = {
     "or noisy copies), batched",
     "relevance": "the score passed back layer by layer with a rule that conserves it; one forward and one "
     "backward pass",
+    "attention": "a Vision Transformer's attention maps, block by block, from the class token to the patches; one "
+    "forward pass, and a backward pass for the class-specific ones",
 }
 
 
@@ -87,8 +90,6 @@ class Method:
         picture: whether its ``(N, 3, H, W)`` result is a picture to show as it is (guided
             backprop's edges), rather than an attribution whose strength at each pixel is drawn as heat.
         options: the keyword options its constructor takes besides the model and layers.
-        transformer_only: whether it reads a Vision Transformer's attention maps (a timm ViT),
-            which a CNN has not: then it is in :data:`TRANSFORMER_METHODS`, not in :data:`METHODS`.
         build: ``build(model, layers, **options)`` -> an explainer; by default ``cls(model, layers,
             **options)`` for layer methods and ``cls(model, **options)`` for the others.
     """
@@ -106,18 +107,28 @@ class Method:
     stochastic: bool = False
     picture: bool = False
     build: Callable[..., Explainer] | None = None
-    transformer_only: bool = False
 
     @property
     def slow(self) -> bool:
         return self.cls.slow
 
     @property
+    def families(self) -> tuple[str, ...]:
+        """The families of networks it explains (:data:`~.base.FAMILIES`): the attention methods
+        a ViT's only; CAM, ShapleyCAM, Ablation-CAM, LRP and DeepLIFT a CNN's only."""
+        return self.cls.families
+
+    @property
     def needs(self) -> str:
         return KINDS[self.kind]
 
     def create(self, model: nn.Module, layers: Sequence[str] | None = None, **options) -> Explainer:
-        """The explainer for ``model`` at ``layers`` (ignored by the pixel-space methods)."""
+        """The explainer for ``model`` at ``layers`` (ignored by the pixel-space methods).
+
+        Raises:
+            ValueError: an option it does not take, no layer for a layer method, or a network of a
+                family it does not explain.
+        """
         unknown = sorted(set(options) - set(self.options))
         if unknown:
             raise ValueError(
@@ -194,7 +205,7 @@ METHODS: dict[str, Method] = {m.name: m for m in [
     Method("shapley_cam", ShapleyCAM, "ShapleyCAM", "Cai, arXiv", 2025, "layer gradient", True, True,
            "Grad-CAM's channel weights corrected by the second derivative of the score (the gradient minus half "
            "the Hessian times the activation), which approximates each channel's Shapley value. On a network of "
-           "ReLUs and linear layers the correction is zero and it is Grad-CAM; it differs after smooth activations."),
+           "ReLUs and linear layers the correction is zero and it is Grad-CAM; it differs after smooth activations.",),
     Method("full_grad", FullGrad, "FullGrad", "Srinivas and Fleuret, NeurIPS", 2019, "layer gradient", True, False,
            "The input gradient times the pixels plus, at every layer, the gradient at its bias times the bias, "
            "each made a picture and all summed: together they account for the whole score. Sharper than "
@@ -316,28 +327,31 @@ METHODS: dict[str, Method] = {m.name: m for m in [
            "blurred: not a score per pixel, but the region that suffices. Found step by step (a forward and a "
            "backward pass each, a hundred by default), so slow, and the answer depends on the area asked for.",
            options=("area", "steps", "learning_rate", *_PERTURBATION)),
-]}
-
-#: The methods made for Vision Transformers, which explain a timm ViT's attention and refuse a CNN
-#: (a ``ValueError``). They are kept out of :data:`METHODS`, whose every entry the pages and the
-#: command line offer for every network, until those offer them for a transformer only;
-#: :func:`~.explain.explain` takes their names all the same.
-TRANSFORMER_METHODS: dict[str, Method] = {m.name: m for m in [
     Method("attention_rollout", AttentionRollout, "Attention rollout", "Abnar and Zuidema, ACL", 2020,
-           "layer activation", False, False,
+           "attention", False, False,
            "Follows the attention from the class token down through every block, each block's heads averaged and "
            "its skip connection counted, to the patches it finally draws on. No gradient and no class: it shows "
            "where the network looks, on the patch grid, the same map for every class.",
-           options=("head_fusion", "discard_ratio"), transformer_only=True),
+           options=("head_fusion", "discard_ratio")),
     Method("transformer_attribution", TransformerAttribution, "Transformer attribution", "Chefer, Gur and Wolf, ICCV",
-           2021, "layer gradient", True, False,
+           2021, "attention", True, False,
            "Attention rollout in which each attention weight counts by how much it raises the class score "
            "(attention times its gradient, the negative part cut). Class-specific where the plain rollout is not, "
-           "from one forward and one backward pass.",
-           transformer_only=True),
-    Method("legrad", LeGrad, "LeGrad", "Bousselham et al., arXiv", 2024, "layer gradient", True, False,
+           "from one forward and one backward pass.",),
+    Method("legrad", LeGrad, "LeGrad", "Bousselham et al., arXiv", 2024, "attention", True, False,
            "Reads each block out as if it were the last and takes the positive gradient of that block's class "
            "score at its own attention maps, averaged over heads and blocks. The patches that each stage of the "
            "transformer leans on for this class, without multiplying attentions together.",
-           options=("blocks",), transformer_only=True),
+           options=("blocks",)),
 ]}
+
+def methods_for(model: nn.Module) -> dict[str, Method]:
+    """The entries of :data:`METHODS` that explain ``model``'s family (:func:`~gradcam_core.tokens.family`),
+    in the registry's order: what the pages and ``"all"`` offer for it.
+
+    Example:
+        >>> "attention_rollout" in methods_for(vit), "cam" in methods_for(vit)
+        (True, False)
+    """
+    network = family(model)
+    return {name: m for name, m in METHODS.items() if network in m.families}

@@ -44,6 +44,12 @@ class ShapleyCAM(LayerExplainer):
         >>> r.weights["layer4"]              # (N, 512): Grad-CAM's on a ReLU network
     """
 
+    families = ("CNN",)
+    refusal = (
+        "it needs the second derivative of the score, which fused attention does not give. Grad-CAM and "
+        "the other layer methods explain its tokens."
+    )
+
     def needs(self) -> Needs:
         return Needs()
 

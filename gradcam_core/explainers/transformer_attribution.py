@@ -37,6 +37,9 @@ class TransformerAttribution(InputExplainer):
         >>> m = TransformerAttribution(vit)(x, target=243)   # (N, 14, 14)
     """
 
+    families = ("ViT",)
+    refusal = "it reads a Vision Transformer's attention maps (timm's ViT or DeiT), which this network has not."
+
     def from_pass(self, p: Pass) -> torch.Tensor:
         # A frozen model or a caller's no_grad still gives a graph: the input asks for gradients.
         with torch.enable_grad(), capture_attention(p.model) as records:

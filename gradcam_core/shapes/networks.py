@@ -30,7 +30,7 @@ meets, inside (near 98%). The logits stay exactly ``fc(GAP(layer4))``, so CAM st
   ``VisionTransformer``): 8x8 patches (an 8x8 grid, as ``layer4``'s), a class token, four blocks of
   four heads, 64 channels, the class token's last state -> ``head``. The lessons' CNNs share one
   body; this one shares only the data and the training, for the attention methods
-  (:data:`gradcam_core.TRANSFORMER_METHODS`) and for Grad-CAM on tokens.
+  (the registry's "attention" kind) and for Grad-CAM on tokens.
 
 The other networks reuse these architectures: ``shapes_shuffled`` (GAP, shuffled labels),
 ``shapes_gap_early`` (``shapes_gap``'s own training run, saved after epoch
