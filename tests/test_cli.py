@@ -58,6 +58,19 @@ def test_a_transformer_method_refuses_a_cnn_and_says_why(method, shapes_picture,
     assert not list(tmp_path.glob("*.png"))
 
 
+@pytest.mark.parametrize("method", ["attention_rollout", "transformer_attribution", "legrad", "grad_cam"])
+def test_the_shapes_vit_is_explained_from_the_command_line(method, shapes_picture, tmp_path, capsys):
+    assert main([str(shapes_picture), "--model", "shapes_vit", "--method", method, "--layers", "blocks.3.norm1",
+                 "-o", str(tmp_path)]) == 0
+    (written,) = tmp_path.glob("*.png")
+    assert method in written.name and np.asarray(Image.open(written)).shape[:2] == (64, 64)
+
+
+def test_a_cnn_method_refuses_the_vit_and_says_why(shapes_picture, tmp_path, capsys):
+    assert main([str(shapes_picture), "--model", "shapes_vit", "--method", "cam", "-o", str(tmp_path)]) == 1
+    assert "CAM explains CNNs only, and VisionTransformer is a ViT" in capsys.readouterr().err
+
+
 def test_cam_refuses_a_head_without_pooling_and_says_why(shapes_picture, tmp_path, capsys):
     assert main([str(shapes_picture), "--model", "shapes_fc", "--method", "cam", "-o", str(tmp_path)]) == 1
     error = capsys.readouterr().err

@@ -51,7 +51,9 @@ MODEL_LABELS = {
     "shapes_gmp": "Shapes: global MAX pooling head",
     "shapes_biased": "Shapes: GAP, biased data",
     "shapes_debiased": "Shapes: GAP, bias removed",
+    "shapes_vit": "Shapes: Vision Transformer",
     "shapes_gap_trained": "Shapes: GAP, trained by you",
+    "shapes_vit": "Shapes: Vision Transformer",
 }
 IMAGENET_MODELS = ("efficientnet_lite0", "efficientnet_lite2", "resnet34")
 T = TypeVar("T")

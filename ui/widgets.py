@@ -145,7 +145,7 @@ def sidebar() -> Selection:
 
 def model_ui() -> str:
     names = [name for name in ("efficientnet_lite0", "efficientnet_lite2", "resnet34") if resources.model_ready(name)]
-    names += list(shapes.NETWORKS)
+    names += [*shapes.NETWORKS, *shapes.TRANSFORMERS]
     if "trained_classifier" in st.session_state:
         names.append("shapes_gap_trained")
     if "your_classifier" in st.session_state:

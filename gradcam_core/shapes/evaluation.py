@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import torch
 
 from ..classifier import Classifier
-from ..explainers import CAM, GradCAM
+from ..explainers import CAM, GradCAM, explain, methods_for
 from ..metrics import (
     BOX_THRESHOLD,
     box_ious,
@@ -83,7 +83,8 @@ class Localization:
 
 @dataclass(frozen=True)
 class NetworkEvaluation:
-    """A network's accuracy and the localization of CAM (at its last stage) and Grad-CAM (at each)."""
+    """A network's accuracy and the localization of CAM (at its last stage), Grad-CAM (at each), and for a
+    transformer each attention method (over all its blocks)."""
 
     name: str
     accuracy: float
@@ -93,7 +94,8 @@ class NetworkEvaluation:
 def evaluate_network(
     classifier: Classifier, batch: ShapesBatch, grad_cam_layers: Sequence[str] | None = None
 ) -> NetworkEvaluation:
-    """Accuracy, then CAM at ``cam_layer`` and Grad-CAM at every stage, on ``batch``'s true classes.
+    """Accuracy, then CAM at ``cam_layer``, Grad-CAM at every stage and, for a Vision Transformer,
+    each attention method (layer ``"all blocks"``), on ``batch``'s true classes.
 
     ``grad_cam_layers`` limits Grad-CAM to those layers (``()``: CAM alone); by default every stage.
 
@@ -120,6 +122,13 @@ def evaluate_network(
         grad_cam_maps = _explain(GradCAM(module, layers=layers), images, batch.labels)
         for layer in layers:
             localizations.append(_score("Grad-CAM", layer, grad_cam_maps[layer], batch, size))
+    for name, method in methods_for(module).items():
+        if method.kind == "attention":
+            maps = torch.cat([
+                explain(module, chunk, chunk_labels, methods=[name])[name].maps["input"]
+                for chunk, chunk_labels in zip(images.split(_CHUNK), batch.labels.split(_CHUNK))
+            ])
+            localizations.append(_score(method.label, "all blocks", maps, batch, size))
     return NetworkEvaluation(classifier.name, accuracy, localizations)
 
 
