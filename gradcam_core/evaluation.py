@@ -29,7 +29,7 @@ from . import metrics
 from .classifier import Classifier
 from .explainers import METHODS, Occlusion, explain, methods_for
 from .explainers.perturbation import chunks
-from .shapes import EVALUATION_SEED, NETWORKS, TIGHT_THRESHOLD, render
+from .shapes import EVALUATION_SEED, NETWORKS, TIGHT_THRESHOLD, TRANSFORMERS, render
 
 __all__ = [
     "PRECOMPUTED",
@@ -100,8 +100,8 @@ class MethodScores:
 
 
 def evaluation_set(classifier: Classifier, n: int = 500, seed: int = EVALUATION_SEED) -> EvaluationSet:
-    """Held-out shapes (``n`` of them) for a shapes network; the sample photos for any other model."""
-    if classifier.name in NETWORKS:
+    """Held-out shapes (``n`` of them) for a shapes network (its ViT too); the sample photos for any other model."""
+    if classifier.name in (*NETWORKS, *TRANSFORMERS):
         batch = render(n, seed)
         return EvaluationSet(f"{n} held-out shapes pictures (seed {seed}), true class", batch.images, batch.labels,
                              batch.masks, batch.boxes)

@@ -30,6 +30,8 @@ from torch import nn
 from . import shapes
 from .architecture import find_structure
 from .classifier import Classifier, ProgressCallback, WeightsUnavailableError
+from .hooks import check_layers
+from .tokens import is_vision_transformer
 
 __all__ = [
     "MODELS",
@@ -37,6 +39,7 @@ __all__ = [
     "Classifier",
     "WeightsUnavailableError",
     "architectures",
+    "cached_pretrained",
     "classifier_from_module",
     "download_weights",
     "imagenet_categories",
@@ -354,10 +357,44 @@ def _custom_classifier(
 ) -> Classifier:
     size, default_mean, default_std = defaults
     input_size = custom["input_size"] or size
+    if is_vision_transformer(module):
+        return _vit_classifier(name, module, f"{arch}, {weights_text}", input_size,
+                               custom["mean"] or default_mean, custom["std"] or default_std, custom)
     return classifier_from_module(
         module.eval(), input_size=input_size, mean=custom["mean"] or default_mean, std=custom["std"] or default_std,
         categories=custom["categories"], name=name, stages=custom["stages"], cam_layer=custom["cam_layer"],
         fc=custom["fc"], description=f"{arch}, {weights_text}",
+    )
+
+
+#: How many of a Vision Transformer's blocks its stages show, evenly spaced, the last among them.
+VIT_STAGE_COUNT = 4
+
+
+def _vit_classifier(name: str, module: nn.Module, description: str, input_size: int | tuple[int, int],
+                    mean: Sequence[float], std: Sequence[float], custom: dict) -> Classifier:
+    """A timm ViT or DeiT: its layers are its blocks' ``norm1`` (a block's input tokens, read as the grid of
+    its patches by :mod:`gradcam_core.tokens`), which :func:`find_structure`, reading feature maps, cannot find.
+
+    By default the stages are :data:`VIT_STAGE_COUNT` blocks evenly spaced, ending with the last, which the
+    layer methods explain (the last block's output feeds only the class token to the head: its patches
+    get no gradient); ``fc`` is the head. ``stages``, ``cam_layer`` and ``fc`` of ``custom`` name others.
+    """
+    depth = len(module.blocks)
+    blocks = [f"blocks.{i}.norm1" for i in range(depth)]
+    count = min(VIT_STAGE_COUNT, depth)
+    stages = list(custom["stages"] or [blocks[(k + 1) * depth // count - 1] for k in range(count)])
+    cam_layer, fc = custom["cam_layer"] or stages[-1], custom["fc"] or "head"
+    check_layers(module, [*stages, cam_layer, fc])
+    size = (input_size, input_size) if isinstance(input_size, int) else tuple(input_size)
+    categories = _categories(custom["categories"], module.get_submodule(fc).out_features)
+    mean, std = tuple(float(v) for v in mean), tuple(float(v) for v in std)
+    module.eval()
+    module.input_normalization = (mean, std)
+    return Classifier(
+        name=name, module=module, categories=categories, stages=stages, cam_layer=cam_layer, fc=fc,
+        input_size=size, mean=mean, std=std,
+        description=f"{description}; CAM does not apply (use Grad-CAM or the attention methods)", blocks=blocks,
     )
 
 
@@ -387,7 +424,7 @@ def _torchvision(arch: str, pretrained: bool, **custom) -> Classifier:
         _load_state(module, state, f"torchvision's {arch}", label)
         text = f"weights from {label}"
     else:
-        cached = Path(torch.hub.get_dir()) / "checkpoints" / default.url.rsplit("/", 1)[-1]
+        cached = _torchvision_cached_file(arch)
         if pretrained and cached.is_file() and count != 1000:
             raise ValueError(f"torchvision's pretrained {arch} has 1000 classes, not {count}: give your weights "
                              "with weights=, or no class names.")
@@ -402,6 +439,38 @@ def _torchvision(arch: str, pretrained: bool, **custom) -> Classifier:
             text = "random weights" + (" (its pretrained weights are not in the torch cache and are never downloaded)"
                                        if pretrained else "")
     return _custom_classifier(f"torchvision:{arch}", module, f"{arch} (torchvision)", text, defaults, custom)
+
+
+def _torchvision_cached_file(arch: str) -> Path:
+    """Where the torch hub cache keeps torchvision's default weights of ``arch`` (the file may be absent)."""
+    url = torchvision.models.get_model_weights(arch).DEFAULT.url
+    return Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[-1]
+
+
+def cached_pretrained(name: str) -> bool:
+    """Whether :func:`load_model` would find the pretrained weights of ``"timm:<arch>"`` or
+    ``"torchvision:<arch>"`` in the torch or Hugging Face cache.
+
+    Only the caches are looked at: the model is not built and the network is never touched. A page
+    uses it to choose among architectures the ones it can show with their trained weights.
+
+    Raises:
+        ValueError: a name of another form, or an architecture its source does not have.
+
+    Example:
+        >>> cached_pretrained("timm:deit_tiny_patch16_224")   # after timm.create_model(..., pretrained=True) once
+        True
+    """
+    source, colon, arch = name.partition(":")
+    if not colon or source not in SOURCES:
+        raise ValueError(f"{name!r} is not 'timm:<architecture>' or 'torchvision:<architecture>'.")
+    _check_architecture(source, arch)
+    if source == "torchvision":
+        return _torchvision_cached_file(arch).is_file()
+    from timm.models import get_pretrained_cfg
+
+    config = get_pretrained_cfg(arch)  # the default tag's, as timm.create_model resolves it
+    return config is not None and _timm_cached_file(config.to_dict()) is not None
 
 
 def _timm(arch: str, pretrained: bool, **custom) -> Classifier:

@@ -37,6 +37,7 @@ SELF_STUDY = [
     ("pages/gallery.py", "all the methods side by side"),
     ("pages/trust.py", "which map to trust: deletion, insertion and sanity checks"),
     ("pages/units.py", "what a unit wants to see"),
+    ("pages/cnn_vs_vit.py", "a CNN and a Vision Transformer: where each looks"),
     ("pages/bias.py", "a network that learned a shortcut"),
     ("pages/adversarial.py", "an invisible change that flips the answer"),
     ("pages/failures.py", "a network's mistakes, judged"),

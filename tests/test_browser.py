@@ -85,6 +85,7 @@ PAGES = {
     "where": ("/where", False),
     "class_results": ("/class_results", False),
     "spot_difference": ("/spot_difference", False),
+    "cnn_vs_vit": ("/cnn_vs_vit", True),
 }
 
 #: The top navigation's sections and, in their drop-downs, its page titles, as ui/layout.py's
@@ -98,6 +99,7 @@ NAV_SECTIONS = [
     "Diagnose",
     "Inside the network",
     "Classroom",
+    "Beyond CNNs",
 ]
 NAV_TITLES = [
     "Home",
@@ -119,6 +121,7 @@ NAV_TITLES = [
     "16 · Where would you look?",
     "17 · Class results",
     "18 · Spot the difference",
+    "19 · CNN or transformer?",
 ]
 
 MAIN = '[data-testid="stMain"]'

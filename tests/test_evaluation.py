@@ -103,6 +103,13 @@ def test_a_shapes_network_is_evaluated_on_held_out_pictures(shapes_gap, shapes_d
     assert torch.equal(other.images, shapes.render(3, 5).images)
 
 
+def test_the_shapes_vit_is_evaluated_on_the_same_held_out_pictures():
+    vit = gc.load_model("shapes_vit", pretrained=False)
+    data = evaluation.evaluation_set(vit, n=3)
+    assert torch.equal(data.images, shapes.render(3, shapes.EVALUATION_SEED).images)
+    assert data.masks is not None and "3 held-out" in data.description
+
+
 def test_an_imagenet_model_is_evaluated_on_the_sample_photos_for_its_top_class(efficientnet):
     data = evaluation.evaluation_set(efficientnet)
     photos = sorted(p for p in ASSETS.iterdir() if p.suffix.lower() in {".png", ".jpg", ".jpeg"})

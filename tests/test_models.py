@@ -308,6 +308,54 @@ def test_a_failed_download_leaks_no_file_descriptor(offline):
     assert _open_fds() == before
 
 
+def test_cached_pretrained_looks_in_the_caches_only(offline, monkeypatch, tmp_path):
+    """Whether load_model would find pretrained weights: the torch cache for torchvision, the Hugging Face
+    cache (or timm's own file name in the torch cache) for timm; the model is never built, nothing downloaded."""
+    import huggingface_hub.constants
+    import timm
+    import torchvision
+    from safetensors.torch import save_file
+
+    hf = tmp_path / "hf"
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(hf))
+    assert not models.cached_pretrained("torchvision:resnet18")
+    assert not models.cached_pretrained("timm:deit_tiny_patch16_224")
+    for bad in ("resnet34", "keras:resnet50", "timm:no_such_net"):
+        with pytest.raises(ValueError):
+            models.cached_pretrained(bad)
+
+    # torchvision: the default weights' file under TORCH_HOME
+    url = torchvision.models.get_model_weights("resnet18").DEFAULT.url
+    checkpoints = offline.home / "hub" / "checkpoints"
+    checkpoints.mkdir(parents=True, exist_ok=True)
+    (checkpoints / url.rsplit("/", 1)[-1]).write_bytes(b"")
+    assert models.cached_pretrained("torchvision:resnet18")
+
+    # timm: a snapshot of the default tag's Hugging Face repo, as timm.create_model(..., pretrained=True) leaves it
+    state = timm.create_model("deit_tiny_patch16_224", pretrained=False).state_dict()
+    repo = hf / "models--timm--deit_tiny_patch16_224.fb_in1k"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text("0123abcd")
+    (repo / "snapshots" / "0123abcd").mkdir(parents=True)
+    save_file(state, repo / "snapshots" / "0123abcd" / "model.safetensors")
+
+    def not_built(*args, **kwargs):
+        raise AssertionError("the model was built")
+
+    with monkeypatch.context() as m:
+        m.setattr(timm, "create_model", not_built)
+        assert models.cached_pretrained("timm:deit_tiny_patch16_224")
+        assert not models.cached_pretrained("timm:vit_tiny_patch16_224")  # another repo
+    # and load_model does find them there
+    clf = gc.load_model("timm:deit_tiny_patch16_224")
+    assert "timm's pretrained weights fb_in1k (from the cache)" in clf.description
+    # a ViT's layers are its blocks' norm1: four stages evenly spaced, the last one explained
+    assert clf.stages == ["blocks.2.norm1", "blocks.5.norm1", "blocks.8.norm1", "blocks.11.norm1"]
+    assert (clf.cam_layer, clf.fc, len(clf.blocks), len(clf.categories)) == ("blocks.11.norm1", "head", 12, 1000)
+    torch.testing.assert_close(clf.module.cls_token, state["cls_token"])
+    assert offline.calls == []
+
+
 def test_efficientnet_lite2_has_the_same_stages_at_260_pixels():
     clf = gc.load_model("efficientnet_lite2")
     assert clf.input_size == (260, 260) and clf.stages == ["layer1", "layer2", "layer3", "layer4"]

@@ -43,6 +43,7 @@ SECTIONS = {
         ("pages/class_results.py", "17 · Class results", ":material/leaderboard:"),
         ("pages/spot_difference.py", "18 · Spot the difference", ":material/difference:"),
     ],
+    "Beyond CNNs": [("pages/cnn_vs_vit.py", "19 · CNN or transformer?", ":material/compare_arrows:")],
 }
 #: Every page, in order.
 PAGES = [page for pages in SECTIONS.values() for page in pages]

@@ -53,7 +53,6 @@ MODEL_LABELS = {
     "shapes_debiased": "Shapes: GAP, bias removed",
     "shapes_vit": "Shapes: Vision Transformer",
     "shapes_gap_trained": "Shapes: GAP, trained by you",
-    "shapes_vit": "Shapes: Vision Transformer",
 }
 IMAGENET_MODELS = ("efficientnet_lite0", "efficientnet_lite2", "resnet34")
 T = TypeVar("T")
