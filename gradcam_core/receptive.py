@@ -35,8 +35,9 @@ import torch
 from torch import nn
 
 from .hooks import capture_outputs, check_layers, exclusive_eval
+from .tokens import family
 
-__all__ = ["ReceptiveField", "effective_receptive_field", "receptive_field"]
+__all__ = ["ReceptiveField", "effective_receptive_field", "receptive_field", "transformer_field"]
 
 # Autograd nodes that keep every cell where it is: one output cell depends on the same cell of
 # each input (elementwise arithmetic, activations, normalization, copies).
@@ -100,13 +101,17 @@ def receptive_field(model: nn.Module, layer: str, input_size: tuple[int, int]) -
 
     Raises:
         ValueError: an unknown layer, or one whose cells depend on the picture in a way this does not
-            follow (global pooling, resizing, reshaping): the message names the operation.
+            follow (global pooling, resizing, reshaping): the message names the operation. A
+            transformer's layer (:func:`gradcam_core.tokens.family` not ``"CNN"``): self-attention
+            lets a token read every patch, so there is no box to compute; the message says so.
 
     Example:
         >>> receptive_field(model, "layer1", (224, 224)).size      # ResNet34's first stage
         59
     """
     check_layers(model, [layer])
+    if family(model) != "CNN":
+        raise ValueError(transformer_field(model))
     parameter = next(model.parameters(), None)
     x = torch.zeros(1, 3, *input_size, requires_grad=True,
                     device=parameter.device if parameter is not None else None)
@@ -125,11 +130,22 @@ def receptive_field(model: nn.Module, layer: str, input_size: tuple[int, int]) -
                           tuple(output.shape[-2:]))
 
 
+def transformer_field(model: nn.Module) -> str:
+    """Why a transformer's tokens have no receptive field box, in one sentence for the pages."""
+    return (
+        f"{type(model).__name__} is a transformer ({family(model)}): its self-attention lets each token read "
+        "every patch of the picture, so after the first attention a token can see the whole picture and no "
+        "convolution's box bounds it; its effective field (the gradient) still shows which pixels it uses."
+    )
+
+
 def effective_receptive_field(model: nn.Module, x: torch.Tensor, layer: str, cell: tuple[int, int]) -> torch.Tensor:
     """``(H, W)``: how strongly each pixel of ``x`` (one picture) moves cell ``cell = (i, j)`` of ``layer``.
 
     The absolute input gradient of the cell's sum over channels, summed over the colour channels,
-    in eval mode under the model's lock; the model and its gradients are left as they were.
+    in eval mode under the model's lock; the model and its gradients are left as they were. A
+    transformer's token is followed through half its squared length instead: a layer norm's output
+    sums to its bias over the channels whatever the picture, so the sum's gradient would vanish.
     """
     check_layers(model, [layer])
     x = x[:1].detach().clone().requires_grad_(True)
@@ -139,7 +155,8 @@ def effective_receptive_field(model: nn.Module, x: torch.Tensor, layer: str, cel
         i, j = cell
         if not (0 <= i < output.shape[-2] and 0 <= j < output.shape[-1]):
             raise ValueError(f"Cell ({i}, {j}) is outside {layer!r}'s {output.shape[-2]}x{output.shape[-1]} cells.")
-        (gradient,) = torch.autograd.grad(output[0, :, i, j].sum(), x)
+        values = output[0, :, i, j]
+        (gradient,) = torch.autograd.grad(values.sum() if family(model) == "CNN" else values.square().sum() / 2, x)
     return gradient[0].abs().sum(dim=0)
 
 

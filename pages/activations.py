@@ -12,6 +12,9 @@ EXPLANATION = {
     "direction, a colour, a fine texture, wherever it appears, on the object and on the background alike.",
     "deep": "Deep layers see most of the picture at once: their channels answer to parts and whole "
     "objects (an eye, a snout, fur), so they light up on few, object-shaped regions.",
+    "tokens": "A Vision Transformer's block gives one token per patch, not maps: each of the C numbers of a token "
+    "is shown here as a channel over the patch grid. The grid never shrinks, and self-attention lets every token "
+    "mix in any other patch, so from the first block on a channel can fire far from what it answers to.",
 }
 
 
@@ -44,6 +47,7 @@ shown, zoom = controls_ui(clf, channels)
 zoom = order[0] if zoom is None else int(zoom)
 
 depth = "early" if clf.stages.index(layer) < len(clf.stages) / 2 else "deep"
+depth = "tokens" if selection.family == "ViT" else depth
 st.info(f"**{layer}**: {channels} channels of {height}x{width}. {EXPLANATION[depth]}")
 st.latex(r"A^k = f^{(\ell)}_k(x) \in \mathbb{R}^{h \times w}, \qquad \bar A^k = \frac{1}{hw}\sum_{i,j} A^k_{ij}")
 

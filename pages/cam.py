@@ -28,7 +28,14 @@ def refusal_ui(selection: widgets.Selection, refusal: ValueError) -> None:
     clf = selection.clf
     left, right = st.columns(2)
     with left:
-        st.error(f"**CAM refuses this network.** {refusal}")
+        if selection.family != "CNN":
+            st.info(
+                f"**This lesson needs a CNN.** {refusal} Page 3 (Grad-CAM, layer by layer) does so for this "
+                "network, and page 19 (CNN or transformer?) sets it against a GAP network; the pooling lesson "
+                "below uses two shapes CNNs whatever the sidebar's model."
+            )
+        else:
+            st.error(f"**CAM refuses this network.** {refusal}")
         st.markdown(
             f"CAM needs **{clf.cam_layer} -> global average pooling -> one linear layer**, so that each "
             f"channel $k$ reaches the score of a class through one number, $w_k^c$. This network's head is "

@@ -33,12 +33,19 @@ try:
     cam = selection.explain(["cam"], [layer])["cam"].maps[layer][0]
 except ValueError as refusal:
     cam = None
-    st.warning(f"**CAM does not apply at {layer}.** It says: {refusal}")
+    if selection.family != "CNN":
+        st.info(f"**This comparison needs a CNN with a GAP head.** {refusal} Page 3 (Grad-CAM, layer by layer) does "
+                "so for this network, and page 19 (CNN or transformer?) sets it against a GAP network.")
+    else:
+        st.warning(f"**CAM does not apply at {layer}.** It says: {refusal}")
 
 columns = st.columns(3)
 columns[1].image(figures.compact(gc.overlay(selection.rgb, grad_cam, selection.cmap, selection.alpha)),
                  caption=f"Grad-CAM at {layer}", width="stretch")
-if cam is None:
+if cam is None and selection.family != "CNN":
+    figures.download(lambda: gc.overlay(selection.rgb, grad_cam, selection.cmap, selection.alpha),
+                     f"grad_cam_{layer}_{selection.target}.png")
+elif cam is None:
     columns[0].markdown(
         f"CAM needs the layer right before global average pooling ({clf.cam_layer}). From {layer}, more "
         "convolutions lie between the map and the score, so no weight $w_k^c$ links a channel to the class. "

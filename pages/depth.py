@@ -41,13 +41,16 @@ layout.lesson(
     f"{resources.MODEL_LABELS.get(selection.model, selection.model)}, from one forward and one backward pass. "
     "**Look for** the depth where the map stops following edges and starts following the object, and see why: "
     "each block's cells see more of the picture."
+    + (" A Vision Transformer is the exception: its tokens keep one grid and can read the whole picture from the "
+       "first attention on, so only what they have gathered changes with depth." if selection.family == "ViT" else "")
 )
 result = selection.explain(["grad_cam"], blocks)["grad_cam"]
 try:
     fields = resources.receptive_fields(selection.model_key, tuple(blocks), clf)
 except ValueError as error:  # a network of one's own may mix cells (channel shuffle, squeeze-and-excitation)
     fields = None
-    st.info(f"No receptive fields for this network: {error}")
+    if selection.family == "CNN":  # a transformer's: said once, under 'What does one cell see?'
+        st.info(f"No receptive fields for this network: {error}")
 
 depth = st.select_slider("Depth", options=blocks, key=links.linked("depth", blocks[-1], blocks, label="the block"))
 left, right = st.columns(2)

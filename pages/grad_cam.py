@@ -20,7 +20,8 @@ st.title("Grad-CAM, layer by layer")
 layout.lesson(
     f"Grad-CAM weighs each feature map $A^k$ of a layer by how much the score of **{selection.class_name}** "
     "rises when that map rises, averaged over the map, then keeps the positive part of the sum. "
-    "It needs no special architecture: any convolutional layer will do."
+    "It needs no special architecture: any convolutional layer will do, and a transformer's block too, its "
+    "tokens laid out on the grid of patches they stand for."
 )
 st.latex(
     r"\alpha_k^c = \frac{1}{Z}\sum_{i}\sum_{j} \frac{\partial y^c}{\partial A^k_{ij}}"
@@ -37,13 +38,22 @@ st.subheader(f"'{selection.class_name}' at {', '.join(clf.stages)}: one forward 
 figures.show_grid(pictures, columns=len(pictures), filename=f"grad_cam_layers_{selection.target}.png")
 
 first, last = clf.stages[0], clf.stages[-1]
-st.info(
-    f"Read the row from left to right. At **{first}** the map is a speckle over the whole picture: each cell "
-    "there sees a small patch, and its gradient answers to edges and textures on the background as much as on "
-    f"the object. Layer after layer the cells see more of the picture, and by **{last}** the map gathers on "
-    f"the parts that make a '{selection.class_name}'. The price is resolution: {last} has only "
-    f"{maps[last].shape[0]}x{maps[last].shape[1]} cells, which is why its map is blurry (page 4 sharpens it)."
-)
+if selection.family == "ViT":
+    st.info(
+        "Read the row from left to right. A Vision Transformer keeps one grid of "
+        f"{maps[last].shape[0]}x{maps[last].shape[1]} patch tokens from **{first}** to **{last}**: no layer trades resolution for a wider view, since "
+        "self-attention lets every token read the whole picture from the first block on. What changes with depth "
+        "is what the tokens have gathered, and a late token may carry the class's evidence away from its own "
+        "patch: page 19 sets Grad-CAM against the attention methods made for transformers."
+    )
+else:
+    st.info(
+        f"Read the row from left to right. At **{first}** the map is a speckle over the whole picture: each cell "
+        "there sees a small patch, and its gradient answers to edges and textures on the background as much as on "
+        f"the object. Layer after layer the cells see more of the picture, and by **{last}** the map gathers on "
+        f"the parts that make a '{selection.class_name}'. The price is resolution: {last} has only "
+        f"{maps[last].shape[0]}x{maps[last].shape[1]} cells, which is why its map is blurry (page 4 sharpens it)."
+    )
 
 st.subheader("The weights $\\alpha_k^c$")
 layer = weights_ui(clf.stages)
@@ -66,7 +76,8 @@ right.plotly_chart(
     key="grad_cam_zoom", width="content",
 )
 
-st.subheader(f"Why {first} is sharp and {last} is coarse: what one cell sees")
+st.subheader(f"What one token of {layer} sees" if selection.family == "ViT" else
+             f"Why {first} is sharp and {last} is coarse: what one cell sees")
 receptive_view.receptive_field_ui(selection, layer, maps[layer], key="grad_cam_field")
 
 show_code(

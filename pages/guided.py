@@ -94,7 +94,8 @@ st.info(
     f"r = {rows['Guided Backprop']:.2f}, against r = {rows['Grad-CAM']:.2f} for Grad-CAM: gating by Grad-CAM is what "
     "makes the sharp pictures class-discriminative."
 )
-if not any(isinstance(m, torch.nn.MaxPool2d) for m in clf.module.modules()):
+# a transformer's softmax and layer norms depend on the image on the way back, max pooling or not
+if selection.family == "CNN" and not any(isinstance(m, torch.nn.MaxPool2d) for m in clf.module.modules()):
     st.warning(
         f"{clf.description.split(',')[0]} has no max pooling, so on the way back the deconvnet meets nothing that "
         "depends on the image: its ReLUs ignore their inputs, and convolutions and batch norm are linear. Its "

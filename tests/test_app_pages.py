@@ -19,7 +19,7 @@ from streamlit.testing.v1 import AppTest  # noqa: E402
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 PAGES = ["home", "activations", "cam", "grad_cam", "guided", "compare", "shapes_lab", "gallery", "trust",
          "bias", "adversarial", "failures", "weak_strong", "units", "depth", "quiz", "where", "class_results",
-         "spot_difference"]
+         "spot_difference", "cnn_vs_vit"]
 TIGER_CAT, EGYPTIAN_CAT = 282, 285
 
 
@@ -611,3 +611,149 @@ def test_your_network_loads_a_state_dict_in_this_session_only_and_refuses_a_bad_
     assert "too large for this server" in " ".join(e.value for e in at.error)
     assert at.selectbox(key="widget:model").value == "your_network"  # the network loaded before stays
 
+
+# --- 19 · CNN or transformer? -------------------------------------------------------------------
+
+
+@pytest.fixture
+def fresh_models():
+    """The shared classifiers and maps forgotten before and after: a test's stand-in network (the shapes ViT
+    with random weights, or none) must not be served to another test under the real one's name."""
+    from ui import resources
+
+    def clear():
+        for cached in (resources.classifier, resources.probabilities, resources._fast_explanation):
+            cached.clear()
+
+    clear()
+    yield
+    clear()
+
+
+def random_shapes_vit(monkeypatch) -> None:
+    """``shapes_vit`` with random weights, whether or not its trained weights are shipped."""
+    from gradcam_core import shapes
+
+    monkeypatch.setitem(gc.models.MODELS, "shapes_vit",
+                        lambda pretrained, progress: shapes.load_shapes_model("shapes_vit", pretrained=False))
+
+
+def captions(at: AppTest) -> list[str]:
+    """The captions of every picture on the page, those of picture lists included."""
+    return [picture.caption for element in at.get("image") for picture in element.proto.imgs]
+
+
+def test_cnn_or_transformer_explains_both_networks_on_one_picture(monkeypatch, fresh_models):
+    random_shapes_vit(monkeypatch)
+    monkeypatch.setattr(gc.models, "cached_pretrained", lambda name: False)  # as on a machine with no ViT cached
+    at = open_link("cnn_vs_vit", {"vit_seed": "12"})
+    assert not problems(at) and not at.error, [e.value for e in at.error]
+    assert at.number_input(key="vit_seed").value == 12
+    said = " ".join(m.value for m in at.markdown)
+    assert "**Shapes: GAP head** says" in said and "**Shapes: Vision Transformer** says" in said
+    shown = " · ".join(captions(at))  # a strip of maps is one picture; its caption names each, hit or miss
+    for title in ("layer1", "layer4", "block 1", "block 4", "CAM",
+                  *(gc.METHODS[m].label for m in ("attention_rollout", "transformer_attribution", "legrad"))):
+        assert f"{title}: hit" in shown or f"{title}: miss" in shown, (title, shown)
+    infos = " ".join(i.value for i in at.info)
+    assert "No ImageNet Vision Transformer's weights are in this computer's cache" in infos
+    assert "timm.create_model('deit_tiny_patch16_224', pretrained=True)" in infos
+    assert any("Pointing game" in str(chart.proto) for chart in at.get("plotly_chart"))  # the measured table
+    before = captions(at)
+    at.button(key="vit_new").click().run()
+    assert not problems(at) and at.number_input(key="vit_seed").value == 13 and at.query_params["vit_seed"] == "13"
+    assert "Picture #13" in " ".join(captions(at)) and captions(at) != before
+
+
+LOAD_SCORES = gc.evaluation.load_scores  # the real one, before a test replaces it
+
+
+def test_cnn_or_transformer_says_what_is_missing_without_an_exception(monkeypatch, fresh_models):
+    def missing(pretrained, progress):
+        raise gc.WeightsUnavailableError("assets/models/shapes_vit.pt is missing.")
+
+    monkeypatch.setitem(gc.models.MODELS, "shapes_vit", missing)
+    monkeypatch.setattr(gc.evaluation, "load_scores",
+                        lambda model, *args: None if model == "shapes_vit" else LOAD_SCORES(model, *args))
+    at = open_link("cnn_vs_vit", {"vit_seed": "not a number"})
+    assert not problems(at) and not at.error, [e.value for e in at.error]
+    infos = " ".join(i.value for i in at.info)
+    assert "trained weights are not here yet" in infos and "shapes_vit.pt is missing" in infos
+    assert "The Vision Transformer's table is not shipped yet" in infos
+    assert "evaluate --model shapes_vit --json" in infos
+    assert "which this version of the app does not have" in infos  # the bad seed in the link: one notice
+    assert at.number_input(key="vit_seed").value == 0
+    assert "layer4: " in " ".join(captions(at)) and "block 4: " not in " ".join(captions(at))  # the CNN's half
+
+
+
+def test_cnn_or_transformer_sets_an_imagenet_vit_from_the_cache_against_efficientnet(monkeypatch, fresh_models):
+    random_shapes_vit(monkeypatch)
+    # deit_tiny "in the cache": load_model takes its cached weights, or random ones here (it never downloads)
+    monkeypatch.setattr(gc.models, "cached_pretrained", lambda name: name == "timm:deit_tiny_patch16_224")
+    at = open_page("cnn_vs_vit")
+    assert not problems(at) and not at.error, [e.value for e in at.error]
+    shown = captions(at)
+    assert "EfficientNet-Lite0: Grad-CAM at layer4" in shown
+    assert "deit_tiny_patch16_224: Grad-CAM at blocks.11.norm1" in shown
+    assert "deit_tiny_patch16_224: attention rollout (every class)" in shown
+    assert "Class **'bull mastiff'**" in " ".join(m.value for m in at.markdown)  # the sidebar's class
+
+
+
+# --- Every page with a Vision Transformer in the sidebar ----------------------------------------
+
+
+def layout_pages() -> list[str]:
+    """Every page of the navigation (ui/layout.py), but page 19, which has its own tests above."""
+    from ui import layout
+
+    return [Path(path).stem for path, _, _ in layout.PAGES if path != "pages/cnn_vs_vit.py"]
+
+
+#: What a page says on the shapes ViT: a CNN-only lesson its one sentence and where to go, the others the
+#: transformer's own reading of what they show.
+ON_A_VIT = {
+    "cam": "**This lesson needs a CNN.**",
+    "compare": "**This comparison needs a CNN with a GAP head.**",
+    "grad_cam": "keeps one grid of 8x8 patch tokens",
+    "depth": "self-attention lets each token read every patch",
+    "activations": "gives one token per patch",
+}
+
+
+@pytest.mark.parametrize("page", layout_pages())
+def test_every_page_works_or_says_why_with_the_shapes_vision_transformer(page):
+    at = open_page("home")
+    at.selectbox(key="widget:model").set_value("shapes_vit").run()
+    if page != "home":
+        at.switch_page(f"pages/{page}.py").run()
+    assert at.selectbox(key="widget:model").value == "shapes_vit"
+    assert not problems(at), problems(at)
+    assert not at.error, [e.value for e in at.error]  # a lesson that needs a CNN says so in an info, not an error
+    text = page_text(at)
+    assert "Traceback" not in text and "Cannot follow the receptive field" not in text
+    assert ON_A_VIT.get(page, "") in text
+    if page in ("cam", "compare"):
+        assert "Page 3 (Grad-CAM, layer by layer)" in text and at.get("image")  # and the map that does apply
+    if page == "guided":
+        assert "has no max pooling" not in text  # a transformer's deconvnet picture does depend on the image
+    if page != "home":
+        assert at.get("image") or at.get("plotly_chart"), f"{page} shows no figure"
+
+
+def test_a_timm_vit_as_your_network_explains_its_tokens_on_the_layer_pages_and_the_gallery():
+    at = open_page("grad_cam")
+    at.radio(key="widget:your_source").set_value("timm").run()
+    at.text_input(key="widget:your_filter").set_value("deit_tiny_patch16_224").run()
+    at.selectbox(key="widget:your_arch").set_value("deit_tiny_patch16_224")
+    at.button(key="your_load").click().run()  # random weights: nothing is downloaded
+    assert not problems(at) and not at.error, [e.value for e in at.error]
+    assert at.selectbox(key="widget:model").value == "your_network"
+    assert "keeps one grid of 14x14 patch tokens" in page_text(at)
+    assert "blocks.11.norm1 · 14x14" in captions(at)
+    for page in ("gallery", "depth", "cam"):
+        at.switch_page(f"pages/{page}.py").run()
+        assert not problems(at) and not at.error, (page, [e.value for e in at.error])
+        assert at.get("image"), page
+    assert "**This lesson needs a CNN.**" in page_text(at)

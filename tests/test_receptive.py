@@ -132,3 +132,12 @@ def test_the_effective_field_peaks_near_the_cell_and_refuses_cells_outside(resne
     assert abs(peak_y - 48) <= 12 and abs(peak_x - 48) <= 12  # cell 12 of 24 at stride 4 sits at pixel ~48
     with pytest.raises(ValueError, match="outside 'layer1'"):
         effective_receptive_field(resnet34.module, x, "layer1", (24, 0))
+
+
+def test_a_transformer_gets_a_sentence_instead_of_a_box_and_keeps_its_effective_field():
+    vit = gc.load_model("shapes_vit", pretrained=False).module
+    with pytest.raises(ValueError, match="self-attention lets each token read every patch"):
+        receptive_field(vit, "blocks.0.norm1", (64, 64))
+    field = effective_receptive_field(vit, torch.rand(1, 3, 64, 64), "blocks.3.norm1", (4, 4))
+    assert field.shape == (64, 64) and float(field.sum()) > 0  # a layer norm's channel sum would give zeros
+    assert float(field[:16, :16].sum()) > 0  # token (4, 4) covers pixels 32..39, yet the far corner moves it

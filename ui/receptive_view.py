@@ -24,22 +24,32 @@ def receptive_field_ui(selection: widgets.Selection, layer: str, m: torch.Tensor
         rf = resources.receptive_fields(selection.model_key, (layer,), clf)[layer]
     except ValueError as error:  # a network of one's own may mix cells (channel shuffle, squeeze-and-excitation)
         st.info(f"No receptive field for {layer}: {error}")
-        return
+        if selection.family == "CNN":
+            return
+        rf = None  # a transformer's tokens: no box, but the gradient of one token still says what it uses
     shown = np.asarray(Image.fromarray(gc.overlay(selection.rgb, m, selection.cmap, selection.alpha))
                        .resize(_display_size(selection.rgb), Image.BILINEAR))
     left, right = st.columns(2)
+    cells = tuple(m.shape[-2:]) if rf is None else rf.layer_size
     with left:
-        st.caption(f"Click a cell of the {layer} map ({rf.layer_size[0]}x{rf.layer_size[1]} cells).")
+        st.caption(f"Click a cell of the {layer} map ({cells[0]}x{cells[1]} cells).")
         click = streamlit_image_coordinates(shown, key=f"{key}:{selection.picture.image_id}:{layer}")
     height, width = clf.input_size
     if click:
         y = click["y"] / click["height"] * height
         x = click["x"] / click["width"] * width
-        cell = rf.cell_at(y, x)
+        cell = (min(int(y * cells[0] / height), cells[0] - 1), min(int(x * cells[1] / width), cells[1] - 1)) \
+            if rf is None else rf.cell_at(y, x)
     else:
-        cell = (rf.layer_size[0] // 2, rf.layer_size[1] // 2)
+        cell = (cells[0] // 2, cells[1] // 2)
     effective = resources.effective_field(selection.model_key, selection.picture.image_id, layer, cell, clf,
                                           selection.x)
+    if rf is None:
+        with right:
+            st.caption(f"Token {cell}{'' if click else ' (the centre; click to choose)'}: the colours are the pixels "
+                       "it actually uses.")
+            st.image(figures.compact(_field_picture(selection, None, cell, effective)), width="stretch")
+        return
     with right:
         st.caption(f"Cell {cell}{'' if click else ' (the centre; click to choose)'}: the yellow box is what it can "
                    "see, the colours what it actually uses.")
@@ -62,13 +72,15 @@ def _display_size(rgb: np.ndarray) -> tuple[int, int]:
     return round(width * scale), round(height * scale)
 
 
-def _field_picture(selection: widgets.Selection, rf: gc.ReceptiveField, cell: tuple[int, int],
+def _field_picture(selection: widgets.Selection, rf: gc.ReceptiveField | None, cell: tuple[int, int],
                    effective: torch.Tensor) -> np.ndarray:
     """The effective field as a heat map over the picture, the theoretical field as a box, at display size."""
     width, height = _display_size(selection.rgb)
     picture = np.asarray(Image.fromarray(selection.rgb).resize((width, height), Image.BILINEAR))
     heat = gc.overlay(picture, effective.sqrt(), selection.cmap, 0.6)  # sqrt: the tails stay visible
     image = Image.fromarray(heat)
+    if rf is None:
+        return np.asarray(image)
     in_h, in_w = selection.clf.input_size
     x0, y0, x1, y1 = rf.region(*cell)
     sx, sy = width / in_w, height / in_h

@@ -85,6 +85,11 @@ class Selection:
         return np.asarray(self.picture.image)
 
     @property
+    def family(self) -> str:
+        """``"CNN"``, ``"ViT"`` or ``"Swin"``: which lessons apply to this network."""
+        return gc.tokens.family(self.clf.module)
+
+    @property
     def class_name(self) -> str:
         return self.clf.categories[self.target]
 
