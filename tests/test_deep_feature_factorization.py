@@ -18,6 +18,7 @@ from conftest import assert_no_hooks, assert_same_state, count_calls, make_tiny,
 from torch import nn
 
 import gradcam_core as gc
+from gradcam_core import shapes
 from gradcam_core.explainers.deep_feature_factorization import _nmf
 from gradcam_core.maps import correlation
 
@@ -165,3 +166,12 @@ def test_bad_options_are_clear_value_errors(tiny, tiny_input, options, message):
     with pytest.raises(ValueError, match=message):
         gc.deep_feature_factorization(tiny, tiny_input, **options)
     assert_no_hooks(tiny)
+
+
+def test_a_vits_concepts_have_maps_but_no_classes_and_it_says_why():
+    vit = gc.load_model("shapes_vit")
+    x = shapes.render(2, 3).images
+    with pytest.raises(ValueError, match="A ViT's head reads its class token"):
+        gc.deep_feature_factorization(vit.module, x, "blocks.3.norm1", fc="head")
+    found = gc.deep_feature_factorization(vit.module, x, "blocks.3.norm1", concepts=3)
+    assert found.maps.shape == (2, 3, 8, 8)

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from ..hooks import capture_outputs, check_layers, exclusive_eval
+from ..tokens import family
 from .base import as_batch, check_outputs
 
 __all__ = ["Concepts", "deep_feature_factorization"]
@@ -86,7 +87,7 @@ def deep_feature_factorization(model: nn.Module, x: torch.Tensor, layer: str, co
         if concepts > channels:
             raise ValueError(f"concepts must be at most {layer!r}'s {channels} channels; got {concepts}.")
         if head is not None:
-            _check_head(head, fc, layer, a, logits)
+            _check_head(head, fc, layer, a, logits, family(model))
         data = a.transpose(0, 1).reshape(channels, n * h * w).double()
         offset = data.amin(dim=1, keepdim=True)
         vectors, maps = _nmf(data - offset, concepts, seed, iterations)
@@ -100,8 +101,13 @@ def _check_count(name: str, value: object) -> None:
         raise ValueError(f"{name} must be a positive int; got {value!r}.")
 
 
-def _check_head(head: nn.Linear, fc: str, layer: str, a: torch.Tensor, logits: torch.Tensor) -> None:
+def _check_head(head: nn.Linear, fc: str, layer: str, a: torch.Tensor, logits: torch.Tensor, network: str) -> None:
     """A ``ValueError`` unless the logits are ``fc`` of ``layer`` pooled: only then do the scores mean classes."""
+    if network != "CNN":
+        raise ValueError(
+            f"A {network}'s head reads its class token after a last norm, not {layer!r}'s patch tokens pooled, so "
+            f"{fc!r} cannot score the concepts: their maps are shown without classes."
+        )
     if head.in_features != a.shape[1]:
         why = "it flattens the feature maps" if head.in_features == a[0].numel() else "other layers come between"
         raise ValueError(
