@@ -20,7 +20,8 @@ CNN, VIT = "shapes_gap", "shapes_vit"
 ATTENTION = tuple(name for name, method in gc.METHODS.items() if method.kind == "attention")
 #: The rows of the measured table, in this order where a table has them.
 MEASURED = ("grad_cam", "grad_cam_plus_plus", "layer_cam", "hires_cam", "eigen_cam", "score_cam", "saliency",
-            "integrated_gradients", "occlusion", "rise", "cam", *ATTENTION)
+            "guided_backprop", "input_x_gradient", "smooth_grad", "integrated_gradients", "occlusion", "rise", "cam",
+            *ATTENTION)
 #: ImageNet ViTs, smallest first: the page takes the first whose weights are in the cache.
 IMAGENET_VITS = ("deit_tiny_patch16_224", "vit_tiny_patch16_224", "deit_small_patch16_224", "vit_small_patch16_224",
                  "vit_base_patch16_224")
