@@ -14,8 +14,9 @@ their separate calls: what sharing one forward and one backward pass saves. The 
 (pytorch-grad-cam, TorchCAM, captum, zennit, and the RISE authors' algorithm written out below) run
 on the same input with the same batch sizes; a peer that does not import is skipped, with why.
 
-Every case first runs once: that run counts the model's forward calls and the images they carry
-(a forward pre-hook on every model the case may call), warms it up, and gives the map compared.
+Every case first runs once: that run counts the passes that reach the logits and the images they
+carry (a forward pre-hook on the head of every model the case may call, so a pass from a layer's
+output counts too), warms it up, and gives the map compared.
 A case that took over ``--slow-seconds`` keeps that one run as its time (``runs`` 1); the others
 run ``--repeats`` more rounds, interleaved round after round with a plain ``torch.no_grad()``
 forward, and report their medians, so that load on a shared machine weighs on all alike. ``x
@@ -127,10 +128,13 @@ def cpu_name() -> str:
 
 
 class Counter:
-    """Forward calls and the images they carry, on every model hooked."""
+    """Passes that reach the logits, and the images they carry: calls of the classifier's head
+    (``head``, its last layer) in every model given. A pass that starts from a layer's output
+    (Ablation-CAM's rest, Integrated Gradients' path from the stem) counts as one too.
+    """
 
-    def __init__(self, models: list[nn.Module]):
-        self.models, self.calls, self.images, self.handles = models, 0, 0, []
+    def __init__(self, models: list[nn.Module], head: str):
+        self.heads, self.calls, self.images, self.handles = [m.get_submodule(head) for m in models], 0, 0, []
 
     def hook(self, _module, args, kwargs) -> None:
         self.calls += 1
@@ -138,7 +142,7 @@ class Counter:
         self.images += 0 if first is None else first.shape[0]
 
     def __enter__(self) -> Self:
-        self.handles = [m.register_forward_pre_hook(self.hook, with_kwargs=True) for m in self.models]
+        self.handles = [m.register_forward_pre_hook(self.hook, with_kwargs=True) for m in self.heads]
         return self
 
     def __exit__(self, *exc) -> None:
@@ -473,11 +477,12 @@ def comparable(case: Case, own: Case, size) -> tuple[torch.Tensor, torch.Tensor]
 # ---------------------------------------------------------------------------------------------
 
 
-def measure(forward: Case, cases: list[Case], models: list[nn.Module], repeats: int, slow_seconds: float) -> None:
+def measure(forward: Case, cases: list[Case], models: list[nn.Module], head: str, repeats: int,
+            slow_seconds: float) -> None:
     for _ in range(3):
         forward.run()
     for case in cases:
-        counter = Counter(models)
+        counter = Counter(models, head)
         try:
             with counter:
                 start = time.perf_counter()
@@ -555,7 +560,7 @@ def main() -> None:
         cases.append(case)
         if not args.no_peers and case.method != "explain":
             cases.extend(peer_cases(clf, x, case.method, case, models, skipped))
-    measure(forward, cases, [model, *models.values()], args.repeats, args.slow_seconds)
+    measure(forward, cases, [model, *models.values()], clf.fc, args.repeats, args.slow_seconds)
 
     f = forward.ms
     print(f"{args.model}, 224x224, batch 1, CPU ({cpu_name()}, {os.cpu_count()} cores), "
@@ -566,7 +571,7 @@ def main() -> None:
     for what, why in skipped.items():
         print(f"skipped peer of {what}: {why}")
     print()
-    print("| method | options (else defaults) | runs | ms | x forward | forward calls / images | cost |")
+    print("| method | options (else defaults) | runs | ms | x forward | passes / images | cost |")
     print("|---|---|---:|---:|---:|---:|---|")
     print(f"| forward (no_grad) |  | {len(forward.times)} | {f:.1f} | 1.00 |  |  |")
     mine = [c for c in cases if not c.peer]
@@ -597,7 +602,7 @@ def main() -> None:
     peers = [c for c in cases if c.peer]
     if peers:
         print()
-        print("| method | peer | batch | ours ms | peer ms | ours faster | r | peer forward calls / images | how |")
+        print("| method | peer | batch | ours ms | peer ms | ours faster | r | peer passes / images | how |")
         print("|---|---|---:|---:|---:|---:|---:|---:|---|")
     for case in peers:
         own = next(c for c in mine if c.method == case.method)

@@ -18,9 +18,11 @@ from conftest import assert_no_hooks, count_calls
 from torch import nn
 
 import gradcam_core as gc
+from gradcam_core.explainers import integrated_gradients
 from gradcam_core.explainers.integrated_gradients import nodes
 from gradcam_core.explainers.paths import NORMALIZATION, black, blur
 from gradcam_core.maps import correlation
+from gradcam_core.split import affine_stem
 
 
 def linear(seed: int = 0, classes: int = 3) -> nn.Module:
@@ -166,6 +168,11 @@ def captum_ig(model, x, target, start, steps, batch_size=None, rule="gausslegend
     return attributions.detach(), delta.detach().float()
 
 
+def off_by_a_percent(m: torch.Tensor, expected: torch.Tensor) -> float:
+    """The share of values off by more than 1 % of the largest expected one."""
+    return float(((m - expected).abs() > 0.01 * expected.abs().max()).float().mean())
+
+
 def test_equals_captum_on_efficientnet_from_black(efficientnet, cat_dog_x):
     model = efficientnet.module
     r = gc.IntegratedGradients(model, steps=8, batch_size=8).result(cat_dog_x, target=243)
@@ -174,10 +181,24 @@ def test_equals_captum_on_efficientnet_from_black(efficientnet, cat_dog_x):
     start = black(model, cat_dog_x).expand_as(cat_dog_x)
     torch.testing.assert_close(start, torch.full_like(cat_dog_x, -127 / 128))
     expected, delta = captum_ig(model, cat_dog_x, 243, start, 8)
-    assert correlation(r.maps["input"], expected) >= 0.9999  # measured: 1.0
-    torch.testing.assert_close(r.maps["input"], expected, rtol=1e-5, atol=1e-6 * expected.abs().max())
-    torch.testing.assert_close(r.integration_error, delta, rtol=1e-3, atol=1e-4)
+    # The path runs from the stem's outputs (affine_stem): the same sums in another order, so in
+    # float32 the points differ by rounding, which flips a few pixels' gradients at ReLU6's kinks.
+    # Measured: r = 0.99998, 0.02 % of the values off by more than 1 % of the largest one (the
+    # most: 3 %), the error 0.271 against captum's delta 0.276 (their sums: 7.709 and 7.714); in
+    # float64 below the two agree to 1e-6.
+    assert correlation(r.maps["input"], expected) >= 0.9999
+    assert off_by_a_percent(r.maps["input"], expected) < 0.01
+    torch.testing.assert_close(r.integration_error, delta, rtol=0, atol=0.01 * float(expected.sum()))
     assert_no_hooks(model)
+
+
+def test_equals_captum_on_efficientnet_in_float64(efficientnet, cat_dog_x):
+    """With rounding out of the way the two are the same sum: the stem's path is exact."""
+    model, x = copy.deepcopy(efficientnet.module).double(), cat_dog_x.double()
+    r = gc.IntegratedGradients(model, steps=8, batch_size=8).result(x, target=243)
+    expected, delta = captum_ig(model, x, 243, black(model, x).expand_as(x), 8)
+    torch.testing.assert_close(r.maps["input"], expected, rtol=1e-6, atol=1e-6 * expected.abs().max())
+    torch.testing.assert_close(r.integration_error, delta.double(), rtol=1e-6, atol=1e-6)
 
 
 def test_equals_captum_on_resnet34_from_blur(resnet34, small_batch):
@@ -185,9 +206,39 @@ def test_equals_captum_on_resnet34_from_blur(resnet34, small_batch):
     x = small_batch[:2]
     r = gc.IntegratedGradients(model, steps=6, baseline="blur", batch_size=5).result(x, target=[3, 999])
     expected, delta = captum_ig(model, x, [3, 999], blur(x), 6, batch_size=5)
+    # measured: r = 0.99999, no pixel off by 1 % of the largest value (the most: 0.6 %), the errors
+    # 0.0165 and 0.1613 against captum's deltas 0.0154 and 0.1612
     assert correlation(r.maps["input"], expected) >= 0.9999
-    torch.testing.assert_close(r.maps["input"], expected, rtol=1e-5, atol=1e-6 * expected.abs().max())
-    torch.testing.assert_close(r.integration_error, delta, rtol=1e-3, atol=1e-4)
+    assert off_by_a_percent(r.maps["input"], expected) < 0.01
+    torch.testing.assert_close(r.integration_error, delta, rtol=0, atol=0.01 * float(expected.sum(dim=(1, 2, 3)).abs().max()))
+
+
+def test_the_path_from_the_stem_equals_the_path_through_the_whole_network(tiny, tiny_input, monkeypatch):
+    model, x = copy.deepcopy(tiny).double(), tiny_input.double()
+    assert affine_stem(model) == "conv1"
+    from_stem = gc.IntegratedGradients(model, steps=5, batch_size=4).result(x, [0, 3, 1])
+    monkeypatch.setattr(integrated_gradients, "stem_split", lambda model: None)
+    whole = gc.IntegratedGradients(model, steps=5, batch_size=4).result(x, [0, 3, 1])
+    torch.testing.assert_close(from_stem.maps["input"], whole.maps["input"], rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(from_stem.integration_error, whole.integration_error, rtol=1e-12, atol=1e-14)
+
+
+def test_a_rest_that_does_not_give_the_models_logits_is_not_used(tiny, tiny_input, monkeypatch):
+    """A network that ``torch.fx`` traces wrongly (Python state read once, at trace time) must not
+    change the map: the traced rest is checked against the shared pass's logits first."""
+    real = integrated_gradients.stem_split
+
+    def off_by_one(model):
+        stem, rest = real(model)
+        return stem, lambda a: rest(a) + 1
+
+    expected = gc.IntegratedGradients(tiny, steps=4).result(tiny_input, 2)
+    monkeypatch.setattr(integrated_gradients, "stem_split", off_by_one)
+    with count_calls(tiny) as counts:
+        got = gc.IntegratedGradients(tiny, steps=4).result(tiny_input, 2)
+    assert counts == [1 + 1 + 1]  # the shared pass, then the whole network's path and baselines
+    torch.testing.assert_close(got.maps["input"], expected.maps["input"], rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(got.integration_error, expected.integration_error, rtol=1e-4, atol=1e-6)
 
 
 # --------------------------------------------------------------------------------------------
@@ -211,13 +262,15 @@ def grad_calls(monkeypatch):
 def test_passes_batches_and_progress(tiny, tiny_input, grad_calls):
     calls = []
     ig = gc.IntegratedGradients(tiny, steps=5, batch_size=4, progress=lambda d, t: calls.append((d, t)))
-    with count_calls(tiny) as counts:
+    with count_calls(tiny.conv1, tiny.fc) as counts:
         ig(tiny_input, 0)
-    # 3 images x 5 nodes = 15 points in 4 batches; the shared pass (no gradient: none needed) and
-    # one forward pass of the 3 baselines
+    # 3 images x 5 nodes = 15 points in 4 batches. The network's head runs in the shared pass (no
+    # gradient: none needed), once for the baselines and pictures through the traced rest, and in
+    # the 4 batches; its stem only in the shared pass, for those ends, and for the one backward
+    # step of the stem's transpose.
     assert calls == [(4, 15), (8, 15), (12, 15), (15, 15)]
-    assert len(grad_calls) == 4
-    assert counts == [1 + 4 + 1]
+    assert counts == [3, 1 + 1 + 4]
+    assert len(grad_calls) == 4 + 1
 
 
 def test_the_trapezoid_takes_the_gradient_at_x_from_the_shared_pass(tiny, tiny_input, grad_calls):
@@ -225,8 +278,8 @@ def test_the_trapezoid_takes_the_gradient_at_x_from_the_shared_pass(tiny, tiny_i
     options = {"integrated_gradients": {"steps": 5, "rule": "trapezoid", "batch_size": 100}}
     results = gc.explain(tiny, tiny_input, 2, methods=names, options=options)
     # one shared backward pass (saliency's gradient, also the trapezoid's node at x), one for the
-    # other 4 nodes of the 3 images
-    assert len(grad_calls) == 2
+    # other 4 nodes of the 3 images, one through the stem
+    assert len(grad_calls) == 3
     alphas, weights = nodes("trapezoid", 5)
     total = sum(w * gc.Saliency(tiny)(a * tiny_input, 2) for a, w in zip(alphas.tolist(), weights.tolist()))
     torch.testing.assert_close(results["integrated_gradients"].maps["input"], total * tiny_input, rtol=1e-5, atol=1e-7)

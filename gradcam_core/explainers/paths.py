@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..split import affine_stem, split_at
 from .base import class_scores
 
 __all__ = [
@@ -33,6 +34,7 @@ __all__ = [
     "check_seed",
     "check_share",
     "input_gradients",
+    "stem_split",
 ]
 
 #: The attribute where a module keeps its input normalization, ``(mean, std)`` per channel of
@@ -135,3 +137,20 @@ def input_gradients(model: nn.Module, inputs: torch.Tensor, targets: torch.Tenso
         leaf = inputs.detach().requires_grad_(True)
         (gradient,) = torch.autograd.grad(class_scores(model(leaf.clone()), targets), leaf)
     return gradient
+
+
+def stem_split(model: nn.Module) -> tuple[nn.Module, nn.Module] | None:
+    """``(stem, rest)`` with ``model(x) == rest(stem(x))`` and ``stem`` affine (:func:`~gradcam_core.split.affine_stem`);
+    ``None`` for a network that does not split so.
+
+    Traced afresh at each call, under the model's lock: ``torch.fx`` fixes Python branches (on
+    ``self.training``, say) as it finds them.
+    """
+    name = affine_stem(model)
+    if name is None:
+        return None
+    try:
+        split = split_at(model, name)
+    except ValueError:
+        return None
+    return None if split.prefix is not None else (model.get_submodule(name), split.rest)
