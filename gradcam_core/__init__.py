@@ -69,7 +69,7 @@ from .explainers import (
 )
 from .hooks import model_lock
 from .images import load_image
-from .maps import normalize, overlay, to_image, upsample
+from .maps import normalize, overlay, signed_overlay, to_image, upsample
 from .models import (
     MODELS,
     Classifier,
@@ -145,6 +145,7 @@ __all__ = [
     "overlay",
     "receptive_field",
     "sanity",
+    "signed_overlay",
     "superpixels",
     "synthesis",
     "to_image",

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["correlation", "gate", "heat_image", "normalize", "overlay", "to_image", "upsample"]
+__all__ = ["correlation", "gate", "heat_image", "normalize", "overlay", "signed_overlay", "to_image", "upsample"]
 
 
 def upsample(m: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -146,4 +146,43 @@ def overlay(image: np.ndarray, m: torch.Tensor, cmap: str = "jet", alpha: float 
     heat = normalize(upsample(m, rgb.shape[:2])).numpy()
     colours = matplotlib.colormaps[cmap](heat)[..., :3]
     blended = (1.0 - alpha) * rgb / 255.0 + alpha * colours
+    return (blended * 255).round().clip(0, 255).astype(np.uint8)
+
+
+def signed_overlay(image: np.ndarray, m: torch.Tensor, alpha: float = 0.7, cmap: str = "RdBu_r") -> np.ndarray:
+    """Blend a signed map over an RGB image: red where it is for the class, blue where against.
+
+    The map is upsampled and divided by its largest absolute value, so 0 stays 0 and the two
+    signs keep their balance; each pixel takes the diverging ``cmap``'s colour for its value with
+    opacity ``alpha * |value|``, so what counts for nothing leaves the photo as it is.
+
+    Args:
+        image: ``(H, W, 3)`` uint8 RGB (a PIL image is accepted too).
+        m: ``(h, w)`` map of any sign (LIME's and Kernel SHAP's superpixel weights, occlusion's falls
+            and rises of the score).
+        alpha: opacity where the map is largest, in [0, 1].
+        cmap: a diverging matplotlib colormap, its middle for 0.
+
+    Returns:
+        ``(H, W, 3)`` uint8 RGB.
+
+    Example:
+        >>> picture = signed_overlay(np.asarray(image), gc.LIME(model)(x, 243)[0])
+    """
+    rgb = np.asarray(image)
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+        raise ValueError(f"Expected an (H, W, 3) uint8 RGB image, got {rgb.shape} {rgb.dtype}.")
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1], got {alpha}.")
+    if cmap not in matplotlib.colormaps:
+        raise ValueError(f"Unknown colormap {cmap!r}; try RdBu_r, coolwarm or bwr.")
+    m = torch.as_tensor(m).detach().cpu()
+    if m.dim() != 2:
+        raise ValueError(f"Expected one (h, w) map, got shape {tuple(m.shape)}.")
+    m = upsample(m, rgb.shape[:2])
+    top = float(m.abs().max())
+    scaled = (m / top if top > 0 else torch.zeros_like(m)).numpy()
+    colours = matplotlib.colormaps[cmap](0.5 + 0.5 * scaled)[..., :3]
+    weight = alpha * np.abs(scaled)[..., None]
+    blended = (1.0 - weight) * rgb / 255.0 + weight * colours
     return (blended * 255).round().clip(0, 255).astype(np.uint8)

@@ -107,8 +107,12 @@ def cells(name: str, result: gc.Result | str, stages: list[str], base: np.ndarra
     if isinstance(result, str):
         return [("", f"CAM refuses this network: {result}")] + [("", "")] * (len(stages) - 1)
     if not method.layered:
-        picture = figures.method_picture(name, result.maps["input"][0], base, selection.cmap, selection.alpha)
-        return [("pixel space: one picture for the whole network", picture)] + [("", "")] * (len(stages) - 1)
+        m = result.maps["input"][0]
+        caption = "pixel space: one picture for the whole network"
+        if figures.signed(name, m):
+            caption += f"; {figures.SIGNED_CAPTION}"
+        picture = figures.method_picture(name, m, base, selection.cmap, selection.alpha)
+        return [(caption, picture)] + [("", "")] * (len(stages) - 1)
     out = []
     for stage in stages:
         if stage not in result.maps:

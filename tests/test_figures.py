@@ -1,11 +1,15 @@
-"""ui.figures.compact: the pictures sent to the browser, smaller where a student would see no difference."""
+"""ui.figures: the pictures sent to the browser (compact: smaller where a student would see no
+difference), and how a method's map is drawn (method_picture)."""
 
 import io
 
 import numpy as np
+import torch
 from conftest import CAT_DOG
 from PIL import Image
 
+import gradcam_core as gc
+from ui import figures
 from ui.figures import JPEG_QUALITY, SMALL_PICTURE, compact
 
 
@@ -41,3 +45,17 @@ def test_floats_in_zero_one_and_pictures_with_alpha_are_taken():
     assert image.format == "JPEG" and abs(float(np.asarray(image).mean()) - 127.5) < 2
     rgba = Image.new("RGBA", (300, 300), (10, 200, 30, 128))
     assert decoded(compact(rgba)).mode == "RGB"
+
+
+def test_a_pixel_space_map_with_both_signs_is_shown_in_red_and_blue():
+    """LIME's weights against the class used to be clipped away; now they show in blue."""
+    base = np.full((4, 4, 3), 128, dtype=np.uint8)
+    weights = torch.tensor([[2.0, 2.0, -2.0, -2.0]] * 4)
+    assert figures.signed("lime", weights) and not figures.signed("lime", weights.clamp(min=0))
+    assert not figures.signed("grad_cam", weights)  # a layer map keeps the CAM convention: ReLU
+    picture = figures.method_picture("lime", weights, base, "jet", 0.8)
+    left, right = picture[:, 0].astype(int), picture[:, -1].astype(int)
+    assert (left[:, 0] > left[:, 2] + 50).all() and (right[:, 2] > right[:, 0] + 50).all()
+    # non-negative maps are the heat overlay, as before
+    assert np.array_equal(figures.method_picture("rise", weights.clamp(min=0), base, "jet", 0.5),
+                          gc.overlay(base, weights.clamp(min=0), "jet", 0.5))

@@ -1,4 +1,4 @@
-"""gradcam_core.maps: upsample, normalize, to_image, overlay."""
+"""gradcam_core.maps: upsample, normalize, to_image, overlay, signed_overlay."""
 
 from __future__ import annotations
 
@@ -213,6 +213,31 @@ def test_overlay_refuses_an_image_that_is_not_uint8_rgb(image):
 def test_overlay_refuses_a_map_that_is_not_one_hw_map(shape):
     with pytest.raises(ValueError, match=r"one \(h, w\) map"):
         gc.overlay(np.zeros((8, 8, 3), np.uint8), torch.zeros(shape))
+
+
+def test_signed_overlay_by_hand():
+    """Red for the class, blue against it, the photo untouched where the map is 0; both signs on one
+    scale (the largest absolute value)."""
+    image = np.full((1, 4, 3), 100, dtype=np.uint8)
+    m = torch.tensor([[-1.0, -0.5, 0.0, 1.0]])  # already at the image's size: upsampling keeps it
+    out = gc.signed_overlay(image, m, alpha=1.0, cmap="bwr")
+    # bwr: 0 -> (0, 0, 1), 0.5 -> (1, 1, 1), 1 -> (1, 0, 0)
+    assert out[0, 0].tolist() == [0, 0, 255]
+    assert out[0, 3].tolist() == [255, 0, 0]
+    assert out[0, 2].tolist() == [100, 100, 100]
+    # -0.5: bwr(0.25) = (0.5, 0.5, 1), half opaque over 100 -> 50 + 0.5 * 255 * (0.5, 0.5, 1)
+    assert np.abs(out[0, 1].astype(int) - np.array([114, 114, 178])).max() <= 1
+
+
+def test_signed_overlay_of_zeros_is_the_image_and_refuses_bad_input():
+    image = np.random.default_rng(0).integers(0, 256, size=(8, 6, 3), dtype=np.uint8)
+    assert np.array_equal(gc.signed_overlay(image, torch.zeros(2, 2)), image)
+    with pytest.raises(ValueError, match="alpha"):
+        gc.signed_overlay(image, torch.zeros(2, 2), alpha=2.0)
+    with pytest.raises(ValueError, match="one \\(h, w\\) map"):
+        gc.signed_overlay(image, torch.zeros(1, 2, 2))
+    with pytest.raises(ValueError, match="Unknown colormap"):
+        gc.signed_overlay(image, torch.zeros(2, 2), cmap="nope")
 
 
 def test_overlay_on_a_real_grad_cam(efficientnet, cat_dog_x):

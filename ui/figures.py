@@ -185,10 +185,23 @@ def _plotly_scale(cmap: str) -> list[list]:
     return [[i / 10, matplotlib.colors.to_hex(c)] for i, c in enumerate(colours)]
 
 
+def signed(name: str, m: torch.Tensor) -> bool:
+    """Whether method ``name``'s map ``m`` is shown with its sign: a pixel-space map with values
+    against the class (LIME's and Kernel SHAP's weights, occlusion's rises of the score)."""
+    return not gc.METHODS[name].layered and m.dim() == 2 and bool((m < 0).any())
+
+
+#: What the colours of a signed map mean, for its caption.
+SIGNED_CAPTION = "red: for the class, blue: against it"
+
+
 def method_picture(name: str, m: torch.Tensor, base: np.ndarray, cmap: str, alpha: float) -> np.ndarray:
     """One picture's result of method ``name`` at ``base``'s size: a ``(h, w)`` map (and the pixel-space
-    perturbation methods' ``(H, W)``) as a heat overlay; a ``(3, H, W)`` attribution as its strength at each
-    pixel, or on grey where the registry says it is a picture (guided backprop's edges)."""
+    perturbation methods' ``(H, W)``) as a heat overlay, in red and blue where it has both signs
+    (:func:`signed`); a ``(3, H, W)`` attribution as its strength at each pixel, or on grey where the
+    registry says it is a picture (guided backprop's edges)."""
+    if signed(name, m):
+        return gc.signed_overlay(base, m, alpha)
     if m.dim() == 2:
         return gc.overlay(base, m.clamp(min=0), cmap, alpha)
     rgb = gc.to_image(m) if gc.METHODS[name].picture else gc.maps.heat_image(gc.Saliency.strength(m))
