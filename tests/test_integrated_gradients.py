@@ -225,14 +225,26 @@ def test_the_path_from_the_stem_equals_the_path_through_the_whole_network(tiny, 
 
 def test_a_rest_that_does_not_give_the_models_logits_is_not_used(tiny, tiny_input, monkeypatch):
     """A network that ``torch.fx`` traces wrongly (Python state read once, at trace time) must not
-    change the map: the traced rest is checked against the shared pass's logits first."""
+    change the map: the traced rest is checked against the shared pass's logits first, and one
+    that fails when run is not used either."""
     real = integrated_gradients.stem_split
 
     def off_by_one(model):
         stem, rest = real(model)
         return stem, lambda a: rest(a) + 1
 
+    def failing(model):
+        stem, _ = real(model)
+
+        def rest(a):
+            raise RuntimeError("a branch the network never takes")
+
+        return stem, rest
+
     expected = gc.IntegratedGradients(tiny, steps=4).result(tiny_input, 2)
+    monkeypatch.setattr(integrated_gradients, "stem_split", failing)
+    torch.testing.assert_close(gc.IntegratedGradients(tiny, steps=4)(tiny_input, 2), expected.maps["input"],
+                               rtol=1e-5, atol=1e-7)
     monkeypatch.setattr(integrated_gradients, "stem_split", off_by_one)
     with count_calls(tiny) as counts:
         got = gc.IntegratedGradients(tiny, steps=4).result(tiny_input, 2)

@@ -104,14 +104,17 @@ class IntegratedGradients(InputExplainer):
         back to the input once.
         """
         x, n = p.x, p.x.shape[0]
+        pairs = torch.stack([start, x], dim=1).flatten(0, 1)  # each baseline, then its picture
         with torch.no_grad():
-            pairs = torch.stack([start, x], dim=1).flatten(0, 1)  # each baseline, then its picture
             ends = torch.cat([stem(pairs[2 * c.start:2 * c.stop]) for c in chunks(n, self.batch_size)])
-            # a copy: the rest may begin in place (TinyCNN's ReLU)
-            logits = torch.cat([rest(ends[2 * c.start:2 * c.stop].clone()) for c in chunks(n, self.batch_size)])
+            try:  # on a copy: the rest may begin in place (a ReLU)
+                logits = torch.cat([rest(ends[2 * c.start:2 * c.stop].clone()) for c in chunks(n, self.batch_size)])
+            except (RuntimeError, TypeError):  # a graph traced down a branch that is not the network's
+                return None
         ends, logits = ends.view(n, 2, *ends.shape[1:]), logits.view(n, 2, -1)
         # The traced rest must give the network's own logits, or the path would be another network's.
-        if not torch.allclose(logits[:, 1], p.logits, rtol=1e-4, atol=1e-4 * float(p.logits.abs().max())):
+        if logits.shape[-1] != p.logits.shape[-1] or not torch.allclose(
+                logits[:, 1], p.logits, rtol=1e-4, atol=1e-4 * float(p.logits.abs().max())):
             return None
         stem_total = self._integral(rest, ends[:, 0], ends[:, 1] - ends[:, 0], p.targets)
         with torch.enable_grad():
