@@ -10,15 +10,18 @@ weights, buffers, training flags and hooks, and copies nothing.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import torch
 from torch import fx, nn
 
-__all__ = ["AFFINE", "Split", "affine_stem", "split_at"]
+__all__ = ["Split", "split_at"]
 
-#: The modules whose output is an affine function of their input: what :func:`affine_stem` looks for.
-AFFINE = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
+#: torch.fx patches ``nn.Module.__call__`` for the whole process while it traces, and restores it
+#: after: two traces at once, in two threads, can restore each other's patch and leave every module
+#: of the process calling into a finished tracer. One trace at a time.
+_TRACING = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -54,7 +57,8 @@ def split_at(model: nn.Module, layer: str) -> Split:
             return not layer.startswith(f"{qualified_name}.")
 
     try:
-        graph = KeepLayer().trace(model)
+        with _TRACING:
+            graph = KeepLayer().trace(model)
     except Exception as error:  # tracing runs the model's own Python code on proxies
         raise ValueError(
             f"{type(model).__name__} cannot be traced by torch.fx ({error}), so the network after "
@@ -76,46 +80,6 @@ def split_at(model: nn.Module, layer: str) -> Split:
         for arg in node.all_input_nodes if arg not in downstream and arg.op != "get_attr"
     ))
     return Split(layer, _rest(model, graph, start, downstream, sides), _prefix(model, graph, sides) if sides else None)
-
-
-def affine_stem(model: nn.Module) -> str | None:
-    """The name of the convolution or linear layer that the input meets first, and alone; ``None``
-    when there is none (a first step that is not a module, the input used twice, a forward that
-    takes more than the input, or a model that ``torch.fx`` cannot trace).
-
-    The network is then ``rest(stem(x))`` with ``stem`` affine, so the stem's outputs for points on
-    a straight line in input space lie on a straight line too, and a sum of input gradients is the
-    stem's transpose applied once to the sum of the gradients at its output: what Integrated
-    Gradients' path needs.
-
-    Example:
-        >>> affine_stem(resnet)            # ResNet: x -> conv1 -> bn1 -> ...
-        'conv1'
-    """
-
-    class EveryChildOneCall(fx.Tracer):
-        def is_leaf_module(self, module: nn.Module, qualified_name: str) -> bool:
-            return True
-
-    name, module = "", model
-    while True:
-        try:
-            graph = EveryChildOneCall().trace(module)
-        except Exception:  # noqa: BLE001 - tracing runs the module's own Python code on proxies
-            return None
-        # One input only: fx would trace a further argument's default as a proxy, not as None.
-        inputs = [node for node in graph.nodes if node.op == "placeholder"]
-        if len(inputs) != 1 or len(inputs[0].users) != 1:
-            return None
-        (user,) = inputs[0].users
-        if user.op != "call_module":
-            return None
-        name = f"{name}.{user.target}" if name else user.target
-        module = module.get_submodule(user.target)
-        if isinstance(module, AFFINE):
-            return name
-        if next(module.children(), None) is None:
-            return None
 
 
 def _rest(model: nn.Module, graph: fx.Graph, start: fx.Node, downstream: set, sides: list) -> fx.GraphModule:

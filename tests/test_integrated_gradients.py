@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import copy
 import math
+import threading
 import time
 
 import pytest
 import torch
-from conftest import assert_no_hooks, count_calls
+from conftest import assert_no_hooks, count_calls, make_tiny
 from torch import nn
 
 import gradcam_core as gc
@@ -22,7 +23,6 @@ from gradcam_core.explainers import integrated_gradients
 from gradcam_core.explainers.integrated_gradients import nodes
 from gradcam_core.explainers.paths import NORMALIZATION, black, blur
 from gradcam_core.maps import correlation
-from gradcam_core.split import affine_stem
 
 
 def linear(seed: int = 0, classes: int = 3) -> nn.Module:
@@ -173,15 +173,16 @@ def off_by_a_percent(m: torch.Tensor, expected: torch.Tensor) -> float:
     return float(((m - expected).abs() > 0.01 * expected.abs().max()).float().mean())
 
 
-def test_equals_captum_on_efficientnet_from_black(efficientnet, cat_dog_x):
+def test_equals_captum_on_efficientnet_from_black(efficientnet, cat_dog_x, stem_runs):
     model = efficientnet.module
     r = gc.IntegratedGradients(model, steps=8, batch_size=8).result(cat_dog_x, target=243)
+    assert len(stem_runs) == 2  # the check, and the 8 nodes in one batch from the stem's output
     # (0 - 127/255) / (128/255), computed in float32 as the package does: at a ReLU6 a change of
     # the baseline by 1e-7 moves the map by 0.5 % of its largest value
     start = black(model, cat_dog_x).expand_as(cat_dog_x)
     torch.testing.assert_close(start, torch.full_like(cat_dog_x, -127 / 128))
     expected, delta = captum_ig(model, cat_dog_x, 243, start, 8)
-    # The path runs from the stem's outputs (affine_stem): the same sums in another order, so in
+    # The path runs from the stem's outputs (first_affine_layer): the same sums in another order, so in
     # float32 the points differ by rounding, which flips a few pixels' gradients at ReLU6's kinks.
     # Measured: r = 0.99998, 0.02 % of the values off by more than 1 % of the largest one (the
     # most: 3 %), the error 0.271 against captum's delta 0.276 (their sums: 7.709 and 7.714); in
@@ -192,19 +193,21 @@ def test_equals_captum_on_efficientnet_from_black(efficientnet, cat_dog_x):
     assert_no_hooks(model)
 
 
-def test_equals_captum_on_efficientnet_in_float64(efficientnet, cat_dog_x):
+def test_equals_captum_on_efficientnet_in_float64(efficientnet, cat_dog_x, stem_runs):
     """With rounding out of the way the two are the same sum: the stem's path is exact."""
     model, x = copy.deepcopy(efficientnet.module).double(), cat_dog_x.double()
     r = gc.IntegratedGradients(model, steps=8, batch_size=8).result(x, target=243)
+    assert len(stem_runs) == 2
     expected, delta = captum_ig(model, x, 243, black(model, x).expand_as(x), 8)
     torch.testing.assert_close(r.maps["input"], expected, rtol=1e-6, atol=1e-6 * expected.abs().max())
     torch.testing.assert_close(r.integration_error, delta.double(), rtol=1e-6, atol=1e-6)
 
 
-def test_equals_captum_on_resnet34_from_blur(resnet34, small_batch):
+def test_equals_captum_on_resnet34_from_blur(resnet34, small_batch, stem_runs):
     model = resnet34.module
     x = small_batch[:2]
     r = gc.IntegratedGradients(model, steps=6, baseline="blur", batch_size=5).result(x, target=[3, 999])
+    assert len(stem_runs) == 1 + 3  # the check; 12 nodes in batches of 5
     expected, delta = captum_ig(model, x, [3, 999], blur(x), 6, batch_size=5)
     # measured: r = 0.99999, no pixel off by 1 % of the largest value (the most: 0.6 %), the errors
     # 0.0165 and 0.1613 against captum's deltas 0.0154 and 0.1612
@@ -213,44 +216,110 @@ def test_equals_captum_on_resnet34_from_blur(resnet34, small_batch):
     torch.testing.assert_close(r.integration_error, delta, rtol=0, atol=0.01 * float(expected.sum(dim=(1, 2, 3)).abs().max()))
 
 
-def test_the_path_from_the_stem_equals_the_path_through_the_whole_network(tiny, tiny_input, monkeypatch):
+@pytest.fixture
+def stem_runs(monkeypatch) -> list[int]:
+    """One entry per run of the network from its stem's output: proof the path took that road."""
+    runs = []
+    real = integrated_gradients.from_stem
+
+    def counting(*args, **kwargs):
+        runs.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(integrated_gradients, "from_stem", counting)
+    return runs
+
+
+def whole_network(monkeypatch) -> None:
+    """From now on Integrated Gradients finds no stem: the path runs through the whole network."""
+    real = integrated_gradients.first_affine_layer
+    monkeypatch.setattr(integrated_gradients, "first_affine_layer", lambda model, inputs: (None, real(model, inputs)[1]))
+
+
+def test_the_path_from_the_stem_equals_the_path_through_the_whole_network(tiny, tiny_input, monkeypatch, stem_runs):
     model, x = copy.deepcopy(tiny).double(), tiny_input.double()
-    assert affine_stem(model) == "conv1"
     from_stem = gc.IntegratedGradients(model, steps=5, batch_size=4).result(x, [0, 3, 1])
-    monkeypatch.setattr(integrated_gradients, "stem_split", lambda model: None)
+    assert len(stem_runs) == 1 + 4  # the check on x, then the 4 batches of 15 nodes
+    whole_network(monkeypatch)
     whole = gc.IntegratedGradients(model, steps=5, batch_size=4).result(x, [0, 3, 1])
+    assert len(stem_runs) == 5
     torch.testing.assert_close(from_stem.maps["input"], whole.maps["input"], rtol=1e-12, atol=1e-14)
     torch.testing.assert_close(from_stem.integration_error, whole.integration_error, rtol=1e-12, atol=1e-14)
 
 
-def test_a_rest_that_does_not_give_the_models_logits_is_not_used(tiny, tiny_input, monkeypatch):
-    """A network that ``torch.fx`` traces wrongly (Python state read once, at trace time) must not
-    change the map: the traced rest is checked against the shared pass's logits first, and one
-    that fails when run is not used either."""
-    real = integrated_gradients.stem_split
+def test_a_network_that_is_not_rest_of_stem_takes_the_whole_path(tiny, tiny_input, monkeypatch, stem_runs):
+    """A network that uses its input besides the stem (here a skip from the input to the logits)
+    passes the stem's check but not the logits': the map is the whole network's."""
 
-    def off_by_one(model):
-        stem, rest = real(model)
-        return stem, lambda a: rest(a) + 1
+    class SkipFromInput(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = copy.deepcopy(tiny)
 
-    def failing(model):
-        stem, _ = real(model)
+        def forward(self, x):
+            return self.net(x) + x.mean(dim=(1, 2, 3))[:, None]
 
-        def rest(a):
-            raise RuntimeError("a branch the network never takes")
+    model = SkipFromInput().eval()
+    got = gc.IntegratedGradients(model, steps=4).result(tiny_input, 2)
+    assert len(stem_runs) == 1  # the check, and no path
+    whole_network(monkeypatch)
+    expected = gc.IntegratedGradients(model, steps=4).result(tiny_input, 2)
+    torch.testing.assert_close(got.maps["input"], expected.maps["input"], rtol=0, atol=0)
+    torch.testing.assert_close(got.integration_error, expected.integration_error, rtol=0, atol=0)
 
-        return stem, rest
 
-    expected = gc.IntegratedGradients(tiny, steps=4).result(tiny_input, 2)
-    monkeypatch.setattr(integrated_gradients, "stem_split", failing)
-    torch.testing.assert_close(gc.IntegratedGradients(tiny, steps=4)(tiny_input, 2), expected.maps["input"],
-                               rtol=1e-5, atol=1e-7)
-    monkeypatch.setattr(integrated_gradients, "stem_split", off_by_one)
-    with count_calls(tiny) as counts:
-        got = gc.IntegratedGradients(tiny, steps=4).result(tiny_input, 2)
-    assert counts == [1 + 1 + 1]  # the shared pass, then the whole network's path and baselines
-    torch.testing.assert_close(got.maps["input"], expected.maps["input"], rtol=1e-5, atol=1e-7)
-    torch.testing.assert_close(got.integration_error, expected.integration_error, rtol=1e-4, atol=1e-6)
+def test_a_stem_that_runs_twice_takes_the_whole_path(tiny_input, monkeypatch, stem_runs):
+    class Twice(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 3, 3, padding=1)
+            self.fc = nn.Linear(3, 2)
+
+        def forward(self, x):
+            return self.fc(self.conv(torch.relu(self.conv(x))).mean(dim=(2, 3)))
+
+    model = Twice().eval()
+    got = gc.IntegratedGradients(model, steps=4).result(tiny_input, 1)
+    assert len(stem_runs) == 1  # the check, which refuses
+    assert_no_hooks(model)
+    whole_network(monkeypatch)
+    expected = gc.IntegratedGradients(model, steps=4).result(tiny_input, 1)
+    torch.testing.assert_close(got.maps["input"], expected.maps["input"], rtol=0, atol=0)
+
+
+def test_concurrent_calls_on_two_networks_do_not_disturb_each_other(tiny, tiny_input):
+    """The dashboard runs Integrated Gradients on one cached model while other sessions explain
+    others: finding the stem patches nothing outside the model it runs on (a torch.fx trace, tried
+    first, replaced ``nn.Module.__call__`` for the whole process while it ran)."""
+    other = make_tiny(seed=1)
+    expected_ig = gc.IntegratedGradients(tiny, steps=4).result(tiny_input, 2).maps["input"]
+    expected_saliency = gc.Saliency(other)(tiny_input, 1)
+    errors, stop = [], threading.Event()
+
+    def repeat(work):
+        try:
+            while not stop.is_set():
+                work()
+        except Exception as error:  # noqa: BLE001 - reported by the assertion below
+            errors.append(error)
+            stop.set()
+
+    def ig():
+        torch.testing.assert_close(gc.IntegratedGradients(tiny, steps=4)(tiny_input, 2), expected_ig)
+
+    def saliency():
+        torch.testing.assert_close(gc.Saliency(other)(tiny_input, 1), expected_saliency)
+
+    threads = [threading.Thread(target=repeat, args=(work,)) for work in (ig, ig, saliency)]
+    for thread in threads:
+        thread.start()
+    time.sleep(2)
+    stop.set()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert_no_hooks(tiny)
+    assert_no_hooks(other)
 
 
 # --------------------------------------------------------------------------------------------
@@ -271,17 +340,22 @@ def grad_calls(monkeypatch):
     return calls
 
 
-def test_passes_batches_and_progress(tiny, tiny_input, grad_calls):
-    calls = []
+def test_passes_batches_and_progress(tiny, tiny_input, grad_calls, monkeypatch):
+    calls, stem_images = [], []
+    stem_forward = tiny.conv1.forward
+    # counted without a hook: a hooked first layer is not taken for an affine one
+    monkeypatch.setattr(tiny.conv1, "forward", lambda x: stem_images.append(len(x)) or stem_forward(x))
     ig = gc.IntegratedGradients(tiny, steps=5, batch_size=4, progress=lambda d, t: calls.append((d, t)))
-    with count_calls(tiny.conv1, tiny.fc) as counts:
+    with count_calls(tiny.fc) as heads:
         ig(tiny_input, 0)
-    # 3 images x 5 nodes = 15 points in 4 batches. The network's head runs in the shared pass (no
-    # gradient: none needed), once for the baselines and pictures through the traced rest, and in
-    # the 4 batches; its stem only in the shared pass, for those ends, and for the one backward
-    # step of the stem's transpose.
+    # 3 images x 5 nodes = 15 points in 4 batches. The network runs whole in the shared pass (no
+    # gradient: none needed) and for the 3 baselines (which finds its stem); the stem maps the
+    # path's ends (3 baselines, 3 pictures); the network runs from the stem's output for the 3
+    # pictures (the check) and for the 4 batches, the stem on an empty batch each time; and the
+    # stem's transpose brings the sums back in one backward step.
     assert calls == [(4, 15), (8, 15), (12, 15), (15, 15)]
-    assert counts == [3, 1 + 1 + 4]
+    assert stem_images == [3, 3, 3, 3, 0, 0, 0, 0, 0, 3]
+    assert heads == [1 + 1 + 1 + 4]
     assert len(grad_calls) == 4 + 1
 
 

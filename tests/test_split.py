@@ -12,8 +12,7 @@ import torch
 from conftest import assert_no_hooks, assert_same_state, snapshot
 from torch import nn
 
-from gradcam_core.explainers.paths import stem_split
-from gradcam_core.split import affine_stem, side_inputs, split_at
+from gradcam_core.split import side_inputs, split_at
 
 
 def output_and_logits(model: nn.Module, layer: str, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -167,68 +166,3 @@ def test_an_output_that_does_not_depend_on_the_layer_is_a_value_error():
 
     with pytest.raises(ValueError, match="does not depend on 'probe'"):
         split_at(SideBranch(), "probe")
-
-
-# --------------------------------------------------------------------------------------------
-# The affine stem: where Integrated Gradients' path may start
-# --------------------------------------------------------------------------------------------
-
-
-def test_the_affine_stem_of_the_shipped_networks(resnet34, efficientnet, tiny, tiny_vit):
-    assert affine_stem(resnet34.module) == "conv1"
-    assert affine_stem(efficientnet.module) == "stem.0"  # inside the stem's Sequential
-    assert affine_stem(tiny) == "conv1"
-    assert affine_stem(nn.Sequential(nn.Linear(4, 3), nn.ReLU())) == "0"
-    # timm's ViT takes more than the input (an attention mask): fx would trace it as a proxy
-    assert affine_stem(tiny_vit) is None
-
-
-def test_stem_then_rest_is_the_network(resnet34, small_batch):
-    model = resnet34.module
-    stem, rest = stem_split(model)
-    assert stem is model.conv1
-    with torch.no_grad():
-        torch.testing.assert_close(rest(stem(small_batch)), model(small_batch), rtol=1e-5, atol=1e-5)
-    assert_no_hooks(model)
-
-
-class Doubled(nn.Module):
-    """The input used twice: no single first layer."""
-
-    def __init__(self):
-        super().__init__()
-        self.conv = nn.Conv2d(3, 2, 1)
-
-    def forward(self, x):
-        return self.conv(x) + x[:, :2]
-
-
-class Scaled(nn.Module):
-    """A first step that is not a module (a normalization written out)."""
-
-    def __init__(self):
-        super().__init__()
-        self.conv = nn.Conv2d(3, 2, 1)
-
-    def forward(self, x):
-        return self.conv(x * 2)
-
-
-@pytest.mark.parametrize("model", [
-    Doubled(), Scaled(), nn.Sequential(nn.Flatten(), nn.Linear(48, 2)), nn.Sequential(nn.ReLU(), nn.Conv2d(3, 2, 1)),
-], ids=["input used twice", "a function first", "flatten first", "a non-linearity first"])
-def test_no_affine_stem(model):
-    assert affine_stem(model) is None
-    assert stem_split(model) is None
-
-
-def test_a_model_that_cannot_be_traced_has_no_stem():
-    class Branchy(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.conv = nn.Conv2d(3, 4, 3, padding=1)
-
-        def forward(self, x):
-            return self.conv(x) if x.sum() > 0 else self.conv(-x)
-
-    assert affine_stem(Branchy()) is None

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+
 import numpy as np
 import torch
 from torch import nn
 
 from .base import InputExplainer, Needs, Pass, Progress, Result, Target, run
-from .paths import baseline, check_baseline, check_count, stem_split
+from .paths import baseline, check_baseline, check_count, first_affine_layer, from_stem
 from .perturbation import Tally, check_batch_size, chunks
 
 __all__ = ["IntegratedGradients"]
@@ -42,15 +45,15 @@ class IntegratedGradients(InputExplainer):
     :func:`~gradcam_core.explain` call). The other nodes cost one gradient pass per image each
     (``passes``), ``batch_size`` points at a time.
 
-    Where the input meets a convolution first (:func:`~gradcam_core.split.affine_stem`: ResNet's
-    ``conv1``, EfficientNet's stem), the path runs from that layer's output: an affine layer maps
-    the straight path to a straight path between its outputs at :math:`x'` and :math:`x`, and
-    maps a sum of gradients back with its transpose once. So the nodes skip the first layer both
-    ways, which on ResNet34 is about a tenth of a forward and backward pass. The two ends go
-    through the traced rest of the network first, which gives :math:`y^c(x')` and checks that it
-    gives the shared pass's logits for :math:`x` (otherwise the path runs through the whole
-    network). The same sums in another order: in float32 the maps differ from the whole network's
-    by rounding, r > 0.9999.
+    Where the input meets a convolution or a linear layer first (:func:`~.paths.first_affine_layer`:
+    ResNet's ``conv1``, EfficientNet's stem), the path runs from that layer's output: an affine
+    layer maps the straight path to a straight path between its outputs at :math:`x'` and
+    :math:`x`, and maps a sum of gradients back with its transpose once. So the nodes skip the
+    first layer both ways, about a tenth of a forward and backward pass on ResNet34. The forward
+    pass of the baselines finds that layer; the network run from the layer's output for :math:`x`
+    (:func:`~.paths.from_stem`) must give the shared pass's logits, or the path runs through the
+    whole network. The same sums in another order: in float32 the maps differ from the whole
+    network's by rounding, r > 0.9999; in float64 they agree.
 
     Example:
         >>> ig = IntegratedGradients(model, steps=32, baseline="black")
@@ -86,43 +89,39 @@ class IntegratedGradients(InputExplainer):
 
     def from_pass(self, p: Pass) -> Result:
         start = baseline(p.model, p.x, self.baseline)
-        split = stem_split(p.model)
-        result = None if split is None else self._from_stem(p, start, *split)
-        return self._from_input(p, start) if result is None else result
+        found = [first_affine_layer(p.model, start[c.start:c.stop].clone()) for c in chunks(len(start), self.batch_size)]
+        stem, start_logits = found[0][0], torch.cat([logits for _, logits in found])
+        result = None if stem is None else self._from_stem(p, start, start_logits, stem)
+        if result is None:
+            result = self._result(p, self._integral(p.model, start, p.x - start, p.targets), start, start_logits)
+        return result
 
-    def _from_input(self, p: Pass, start: torch.Tensor) -> Result:
-        """The path through the whole network, and one forward pass of the baselines."""
-        with torch.no_grad():
-            start_logits = torch.cat([p.model(start[c.start:c.stop]) for c in chunks(len(start), self.batch_size)])
-        return self._result(p, self._integral(p.model, start, p.x - start, p.targets), start, start_logits)
+    def _from_stem(self, p: Pass, start: torch.Tensor, start_logits: torch.Tensor, stem: nn.Module) -> Result | None:
+        """The path from the stem's outputs; ``None`` if the network is not ``rest(stem(x))``.
 
-    def _from_stem(self, p: Pass, start: torch.Tensor, stem: nn.Module, rest: nn.Module) -> Result | None:
-        """The path from the stem's outputs, ``None`` if the traced ``rest`` is not the network.
-
-        The stem maps the path's two ends to the ends of a path at its output, the rest runs the
-        nodes, and the stem's transpose (the same at every point: it is affine) brings their sum
-        back to the input once.
+        The stem maps the path's two ends to the ends of a path at its output, the rest of the
+        network runs the nodes (:func:`~.paths.from_stem`), and the stem's transpose (the same at
+        every point: it is affine) brings their sum back to the input once.
         """
         x, n = p.x, p.x.shape[0]
-        pairs = torch.stack([start, x], dim=1).flatten(0, 1)  # each baseline, then its picture
         with torch.no_grad():
-            ends = torch.cat([stem(pairs[2 * c.start:2 * c.stop]) for c in chunks(n, self.batch_size)])
-            try:  # on a copy: the rest may begin in place (a ReLU)
-                logits = torch.cat([rest(ends[2 * c.start:2 * c.stop].clone()) for c in chunks(n, self.batch_size)])
-            except (RuntimeError, TypeError):  # a graph traced down a branch that is not the network's
+            ends = [torch.cat([stem(v[c.start:c.stop]) for c in chunks(n, self.batch_size)]) for v in (start, x)]
+            try:  # the network from the stem must give the shared pass's logits, or it is another network
+                logits = torch.cat([from_stem(p.model, stem, ends[1][c.start:c.stop].clone(), x.shape)
+                                    for c in chunks(n, self.batch_size)])
+            except RuntimeError:  # the stem ran twice, or the stand-in input was written to
                 return None
-        ends, logits = ends.view(n, 2, *ends.shape[1:]), logits.view(n, 2, -1)
-        # The traced rest must give the network's own logits, or the path would be another network's.
-        if logits.shape[-1] != p.logits.shape[-1] or not torch.allclose(
-                logits[:, 1], p.logits, rtol=1e-4, atol=1e-4 * float(p.logits.abs().max())):
+        if not torch.allclose(logits, p.logits, rtol=1e-4, atol=1e-4 * float(p.logits.abs().max())):
             return None
-        stem_total = self._integral(rest, ends[:, 0], ends[:, 1] - ends[:, 0], p.targets)
+        rest = functools.partial(from_stem, p.model, stem, input_shape=x.shape)
+        stem_total = self._integral(rest, ends[0], ends[1] - ends[0], p.targets)
         with torch.enable_grad():
             leaf = x.detach().requires_grad_(True)
             (total,) = torch.autograd.grad(stem(leaf), leaf, grad_outputs=stem_total)
-        return self._result(p, total, start, logits[:, 0])
+        return self._result(p, total, start, start_logits)
 
-    def _integral(self, model: nn.Module, start: torch.Tensor, way: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    def _integral(self, model: Callable[[torch.Tensor], torch.Tensor], start: torch.Tensor, way: torch.Tensor,
+                  targets: torch.Tensor) -> torch.Tensor:
         """The rule's weighted sum of ``model``'s input gradients at its nodes from ``start`` along ``way``.
 
         The gradient is taken with respect to ``start``, each node's score weighted: autograd
