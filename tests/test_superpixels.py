@@ -61,7 +61,10 @@ def test_the_default_segments_are_slic_s(cls, tiny, tiny_input):
     got = cls(tiny, samples=20)(tiny_input, target=1)
     labels = superpixels(tiny_input)
     for i in range(3):
-        assert torch.equal(got[i], cls(tiny, segments=labels[i], samples=20)(tiny_input[i], target=1)[0])
+        # a batch of three and one picture alone go through different matrix-multiply blockings:
+        # equal up to float32 rounding, not always to the last bit
+        alone = cls(tiny, segments=labels[i], samples=20)(tiny_input[i], target=1)[0]
+        torch.testing.assert_close(got[i], alone, rtol=1e-5, atol=1e-7)
 
 
 @pytest.mark.parametrize("cls", [gc.LIME, gc.KernelSHAP])
