@@ -133,16 +133,7 @@ def overlay(image: np.ndarray, m: torch.Tensor, cmap: str = "jet", alpha: float 
     Example:
         >>> picture = overlay(np.asarray(image), result.maps["layer4"][0], cmap="jet", alpha=0.5)
     """
-    rgb = np.asarray(image)
-    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
-        raise ValueError(f"Expected an (H, W, 3) uint8 RGB image, got {rgb.shape} {rgb.dtype}.")
-    if not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"alpha must be in [0, 1], got {alpha}.")
-    if cmap not in matplotlib.colormaps:
-        raise ValueError(f"Unknown colormap {cmap!r}; try jet, turbo, inferno or viridis.")
-    m = torch.as_tensor(m).detach().cpu()
-    if m.dim() != 2:
-        raise ValueError(f"Expected one (h, w) map, got shape {tuple(m.shape)}.")
+    rgb, m = _checked(image, m, cmap, alpha, "jet, turbo, inferno or viridis")
     heat = normalize(upsample(m, rgb.shape[:2])).numpy()
     colours = matplotlib.colormaps[cmap](heat)[..., :3]
     blended = (1.0 - alpha) * rgb / 255.0 + alpha * colours
@@ -169,16 +160,7 @@ def signed_overlay(image: np.ndarray, m: torch.Tensor, alpha: float = 0.7, cmap:
     Example:
         >>> picture = signed_overlay(np.asarray(image), gc.LIME(model)(x, 243)[0])
     """
-    rgb = np.asarray(image)
-    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
-        raise ValueError(f"Expected an (H, W, 3) uint8 RGB image, got {rgb.shape} {rgb.dtype}.")
-    if not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"alpha must be in [0, 1], got {alpha}.")
-    if cmap not in matplotlib.colormaps:
-        raise ValueError(f"Unknown colormap {cmap!r}; try RdBu_r, coolwarm or bwr.")
-    m = torch.as_tensor(m).detach().cpu()
-    if m.dim() != 2:
-        raise ValueError(f"Expected one (h, w) map, got shape {tuple(m.shape)}.")
+    rgb, m = _checked(image, m, cmap, alpha, "RdBu_r, coolwarm or bwr")
     m = upsample(m, rgb.shape[:2])
     top = float(m.abs().max())
     scaled = (m / top if top > 0 else torch.zeros_like(m)).numpy()
@@ -186,3 +168,18 @@ def signed_overlay(image: np.ndarray, m: torch.Tensor, alpha: float = 0.7, cmap:
     weight = alpha * np.abs(scaled)[..., None]
     blended = (1.0 - weight) * rgb / 255.0 + weight * colours
     return (blended * 255).round().clip(0, 255).astype(np.uint8)
+
+
+def _checked(image: np.ndarray, m: torch.Tensor, cmap: str, alpha: float, suggestions: str) -> tuple[np.ndarray, torch.Tensor]:
+    """An overlay's image as an array and its map as a CPU tensor, or a ``ValueError`` saying what is wrong."""
+    rgb = np.asarray(image)
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+        raise ValueError(f"Expected an (H, W, 3) uint8 RGB image, got {rgb.shape} {rgb.dtype}.")
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1], got {alpha}.")
+    if cmap not in matplotlib.colormaps:
+        raise ValueError(f"Unknown colormap {cmap!r}; try {suggestions}.")
+    m = torch.as_tensor(m).detach().cpu()
+    if m.dim() != 2:
+        raise ValueError(f"Expected one (h, w) map, got shape {tuple(m.shape)}.")
+    return rgb, m
