@@ -130,7 +130,7 @@ def cpu_name() -> str:
 class Counter:
     """Passes that reach the logits, and the images they carry: calls of the classifier's head
     (``head``, its last layer) in every model given. A pass that starts from a layer's output
-    (Ablation-CAM's rest, Integrated Gradients' path from the stem) counts as one too.
+    (Ablation-CAM's rest) counts as one too.
     """
 
     def __init__(self, models: list[nn.Module], head: str):

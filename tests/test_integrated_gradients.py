@@ -19,7 +19,6 @@ from conftest import assert_no_hooks, count_calls, make_tiny
 from torch import nn
 
 import gradcam_core as gc
-from gradcam_core.explainers import integrated_gradients
 from gradcam_core.explainers.integrated_gradients import nodes
 from gradcam_core.explainers.paths import NORMALIZATION, black, blur
 from gradcam_core.maps import correlation
@@ -173,41 +172,36 @@ def off_by_a_percent(m: torch.Tensor, expected: torch.Tensor) -> float:
     return float(((m - expected).abs() > 0.01 * expected.abs().max()).float().mean())
 
 
-def test_equals_captum_on_efficientnet_from_black(efficientnet, cat_dog_x, stem_runs):
+def test_equals_captum_on_efficientnet_from_black(efficientnet, cat_dog_x):
     model = efficientnet.module
     r = gc.IntegratedGradients(model, steps=8, batch_size=8).result(cat_dog_x, target=243)
-    assert len(stem_runs) == 2  # the check, and the 8 nodes in one batch from the stem's output
     # (0 - 127/255) / (128/255), computed in float32 as the package does: at a ReLU6 a change of
     # the baseline by 1e-7 moves the map by 0.5 % of its largest value
     start = black(model, cat_dog_x).expand_as(cat_dog_x)
     torch.testing.assert_close(start, torch.full_like(cat_dog_x, -127 / 128))
     expected, delta = captum_ig(model, cat_dog_x, 243, start, 8)
-    # The path runs from the stem's outputs (first_affine_layer): the same sums in another order, so in
-    # float32 the points differ by rounding, which flips a few pixels' gradients at ReLU6's kinks.
-    # Measured: r = 0.99998, 0.02 % of the values off by more than 1 % of the largest one (the
-    # most: 3 %), the error 0.271 against captum's delta 0.276 (their sums: 7.709 and 7.714); in
-    # float64 below the two agree to 1e-6.
+    # The nodes run in the channels-last layout: the same sums in another order, so in float32 they
+    # differ by rounding, which flips a few pixels' gradients at ReLU6's kinks. In float64 below the
+    # two agree to 1e-6.
     assert correlation(r.maps["input"], expected) >= 0.9999
     assert off_by_a_percent(r.maps["input"], expected) < 0.01
     torch.testing.assert_close(r.integration_error, delta, rtol=0, atol=0.01 * float(expected.sum()))
     assert_no_hooks(model)
 
 
-def test_equals_captum_on_efficientnet_in_float64(efficientnet, cat_dog_x, stem_runs):
-    """With rounding out of the way the two are the same sum: the stem's path is exact."""
+def test_equals_captum_on_efficientnet_in_float64(efficientnet, cat_dog_x):
+    """With rounding out of the way the two are the same sum."""
     model, x = copy.deepcopy(efficientnet.module).double(), cat_dog_x.double()
     r = gc.IntegratedGradients(model, steps=8, batch_size=8).result(x, target=243)
-    assert len(stem_runs) == 2
     expected, delta = captum_ig(model, x, 243, black(model, x).expand_as(x), 8)
     torch.testing.assert_close(r.maps["input"], expected, rtol=1e-6, atol=1e-6 * expected.abs().max())
     torch.testing.assert_close(r.integration_error, delta.double(), rtol=1e-6, atol=1e-6)
 
 
-def test_equals_captum_on_resnet34_from_blur(resnet34, small_batch, stem_runs):
+def test_equals_captum_on_resnet34_from_blur(resnet34, small_batch):
     model = resnet34.module
     x = small_batch[:2]
     r = gc.IntegratedGradients(model, steps=6, baseline="blur", batch_size=5).result(x, target=[3, 999])
-    assert len(stem_runs) == 1 + 3  # the check; 12 nodes in batches of 5
     expected, delta = captum_ig(model, x, [3, 999], blur(x), 6, batch_size=5)
     # measured: r = 0.99999, no pixel off by 1 % of the largest value (the most: 0.6 %), the errors
     # 0.0165 and 0.1613 against captum's deltas 0.0154 and 0.1612
@@ -216,81 +210,9 @@ def test_equals_captum_on_resnet34_from_blur(resnet34, small_batch, stem_runs):
     torch.testing.assert_close(r.integration_error, delta, rtol=0, atol=0.01 * float(expected.sum(dim=(1, 2, 3)).abs().max()))
 
 
-@pytest.fixture
-def stem_runs(monkeypatch) -> list[int]:
-    """One entry per run of the network from its stem's output: proof the path took that road."""
-    runs = []
-    real = integrated_gradients.from_stem
-
-    def counting(*args, **kwargs):
-        runs.append(1)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(integrated_gradients, "from_stem", counting)
-    return runs
-
-
-def whole_network(monkeypatch) -> None:
-    """From now on Integrated Gradients finds no stem: the path runs through the whole network."""
-    real = integrated_gradients.first_affine_layer
-    monkeypatch.setattr(integrated_gradients, "first_affine_layer", lambda model, inputs: (None, real(model, inputs)[1]))
-
-
-def test_the_path_from_the_stem_equals_the_path_through_the_whole_network(tiny, tiny_input, monkeypatch, stem_runs):
-    model, x = copy.deepcopy(tiny).double(), tiny_input.double()
-    from_stem = gc.IntegratedGradients(model, steps=5, batch_size=4).result(x, [0, 3, 1])
-    assert len(stem_runs) == 1 + 4  # the check on x, then the 4 batches of 15 nodes
-    whole_network(monkeypatch)
-    whole = gc.IntegratedGradients(model, steps=5, batch_size=4).result(x, [0, 3, 1])
-    assert len(stem_runs) == 5
-    torch.testing.assert_close(from_stem.maps["input"], whole.maps["input"], rtol=1e-12, atol=1e-14)
-    torch.testing.assert_close(from_stem.integration_error, whole.integration_error, rtol=1e-12, atol=1e-14)
-
-
-def test_a_network_that_is_not_rest_of_stem_takes_the_whole_path(tiny, tiny_input, monkeypatch, stem_runs):
-    """A network that uses its input besides the stem (here a skip from the input to the logits)
-    passes the stem's check but not the logits': the map is the whole network's."""
-
-    class SkipFromInput(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.net = copy.deepcopy(tiny)
-
-        def forward(self, x):
-            return self.net(x) + x.mean(dim=(1, 2, 3))[:, None]
-
-    model = SkipFromInput().eval()
-    got = gc.IntegratedGradients(model, steps=4).result(tiny_input, 2)
-    assert len(stem_runs) == 1  # the check, and no path
-    whole_network(monkeypatch)
-    expected = gc.IntegratedGradients(model, steps=4).result(tiny_input, 2)
-    torch.testing.assert_close(got.maps["input"], expected.maps["input"], rtol=0, atol=0)
-    torch.testing.assert_close(got.integration_error, expected.integration_error, rtol=0, atol=0)
-
-
-def test_a_stem_that_runs_twice_takes_the_whole_path(tiny_input, monkeypatch, stem_runs):
-    class Twice(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.conv = nn.Conv2d(3, 3, 3, padding=1)
-            self.fc = nn.Linear(3, 2)
-
-        def forward(self, x):
-            return self.fc(self.conv(torch.relu(self.conv(x))).mean(dim=(2, 3)))
-
-    model = Twice().eval()
-    got = gc.IntegratedGradients(model, steps=4).result(tiny_input, 1)
-    assert len(stem_runs) == 1  # the check, which refuses
-    assert_no_hooks(model)
-    whole_network(monkeypatch)
-    expected = gc.IntegratedGradients(model, steps=4).result(tiny_input, 1)
-    torch.testing.assert_close(got.maps["input"], expected.maps["input"], rtol=0, atol=0)
-
-
 def test_concurrent_calls_on_two_networks_do_not_disturb_each_other(tiny, tiny_input):
     """The dashboard runs Integrated Gradients on one cached model while other sessions explain
-    others: finding the stem patches nothing outside the model it runs on (a torch.fx trace, tried
-    first, replaced ``nn.Module.__call__`` for the whole process while it ran)."""
+    others: nothing outside the model it runs on is touched."""
     other = make_tiny(seed=1)
     expected_ig = gc.IntegratedGradients(tiny, steps=4).result(tiny_input, 2).maps["input"]
     expected_saliency = gc.Saliency(other)(tiny_input, 1)
@@ -340,23 +262,27 @@ def grad_calls(monkeypatch):
     return calls
 
 
-def test_passes_batches_and_progress(tiny, tiny_input, grad_calls, monkeypatch):
-    calls, stem_images = [], []
-    stem_forward = tiny.conv1.forward
-    # counted without a hook: a hooked first layer is not taken for an affine one
-    monkeypatch.setattr(tiny.conv1, "forward", lambda x: stem_images.append(len(x)) or stem_forward(x))
+def test_passes_batches_and_progress(tiny, tiny_input, grad_calls):
+    calls = []
     ig = gc.IntegratedGradients(tiny, steps=5, batch_size=4, progress=lambda d, t: calls.append((d, t)))
-    with count_calls(tiny.fc) as heads:
+    with count_calls(tiny) as counts:
         ig(tiny_input, 0)
-    # 3 images x 5 nodes = 15 points in 4 batches. The network runs whole in the shared pass (no
-    # gradient: none needed) and for the 3 baselines (which finds its stem); the stem maps the
-    # path's ends (3 baselines, 3 pictures); the network runs from the stem's output for the 3
-    # pictures (the check) and for the 4 batches, the stem on an empty batch each time; and the
-    # stem's transpose brings the sums back in one backward step.
+    # 3 images x 5 nodes = 15 points in 4 batches; the shared pass (no gradient: none needed) and
+    # one forward pass of the 3 baselines
     assert calls == [(4, 15), (8, 15), (12, 15), (15, 15)]
-    assert stem_images == [3, 3, 3, 3, 0, 0, 0, 0, 0, 3]
-    assert heads == [1 + 1 + 1 + 4]
-    assert len(grad_calls) == 4 + 1
+    assert len(grad_calls) == 4
+    assert counts == [1 + 4 + 1]
+
+
+def test_the_nodes_run_channels_last(tiny, tiny_input, monkeypatch):
+    """On a CPU a batch's convolutions with gradients run faster so (benchmarks/bench_methods.py);
+    the comparisons with captum in float64 show that the map is the same sum."""
+    layouts = []
+    real = tiny.conv1.forward
+    monkeypatch.setattr(tiny.conv1, "forward",
+                        lambda x: layouts.append(x.is_contiguous(memory_format=torch.channels_last)) or real(x))
+    gc.IntegratedGradients(tiny, steps=5, batch_size=4)(tiny_input, 0)
+    assert layouts == [False, True, True, True, True, False]  # the shared pass, 4 batches of nodes, the baselines
 
 
 def test_the_trapezoid_takes_the_gradient_at_x_from_the_shared_pass(tiny, tiny_input, grad_calls):
@@ -364,8 +290,8 @@ def test_the_trapezoid_takes_the_gradient_at_x_from_the_shared_pass(tiny, tiny_i
     options = {"integrated_gradients": {"steps": 5, "rule": "trapezoid", "batch_size": 100}}
     results = gc.explain(tiny, tiny_input, 2, methods=names, options=options)
     # one shared backward pass (saliency's gradient, also the trapezoid's node at x), one for the
-    # other 4 nodes of the 3 images, one through the stem
-    assert len(grad_calls) == 3
+    # other 4 nodes of the 3 images
+    assert len(grad_calls) == 2
     alphas, weights = nodes("trapezoid", 5)
     total = sum(w * gc.Saliency(tiny)(a * tiny_input, 2) for a, w in zip(alphas.tolist(), weights.tolist()))
     torch.testing.assert_close(results["integrated_gradients"].maps["input"], total * tiny_input, rtol=1e-5, atol=1e-7)

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
-
 import numpy as np
 import torch
 from torch import nn
 
 from .base import InputExplainer, Needs, Pass, Progress, Result, Target, run
-from .paths import baseline, check_baseline, check_count, first_affine_layer, from_stem
+from .paths import baseline, check_baseline, check_count
 from .perturbation import Tally, check_batch_size, chunks
 
 __all__ = ["IntegratedGradients"]
@@ -45,15 +42,8 @@ class IntegratedGradients(InputExplainer):
     :func:`~gradcam_core.explain` call). The other nodes cost one gradient pass per image each
     (``passes``), ``batch_size`` points at a time.
 
-    Where the input meets a convolution or a linear layer first (:func:`~.paths.first_affine_layer`:
-    ResNet's ``conv1``, EfficientNet's stem), the path runs from that layer's output: an affine
-    layer maps the straight path to a straight path between its outputs at :math:`x'` and
-    :math:`x`, and maps a sum of gradients back with its transpose once. So the nodes skip the
-    first layer both ways, about a tenth of a forward and backward pass on ResNet34. The forward
-    pass of the baselines finds that layer; the network run from the layer's output for :math:`x`
-    (:func:`~.paths.from_stem`) must give the shared pass's logits, or the path runs through the
-    whole network. The same sums in another order: in float32 the maps differ from the whole
-    network's by rounding, r > 0.9999; in float64 they agree.
+    The nodes run in the channels-last layout (for 4-D pictures): on a CPU the convolutions of a
+    batch with gradients take about 10 % less time so. The map is the same sum, up to float rounding.
 
     Example:
         >>> ig = IntegratedGradients(model, steps=32, baseline="black")
@@ -88,40 +78,19 @@ class IntegratedGradients(InputExplainer):
         return Needs(input_gradient=self.rule == "trapezoid")
 
     def from_pass(self, p: Pass) -> Result:
-        start = baseline(p.model, p.x, self.baseline)
-        found = [first_affine_layer(p.model, start[c.start:c.stop].clone()) for c in chunks(len(start), self.batch_size)]
-        stem, start_logits = found[0][0], torch.cat([logits for _, logits in found])
-        result = None if stem is None else self._from_stem(p, start, start_logits, stem)
-        if result is None:
-            result = self._result(p, self._integral(p.model, start, p.x - start, p.targets), start, start_logits)
-        return result
-
-    def _from_stem(self, p: Pass, start: torch.Tensor, start_logits: torch.Tensor, stem: nn.Module) -> Result | None:
-        """The path from the stem's outputs; ``None`` if the network is not ``rest(stem(x))``.
-
-        The stem maps the path's two ends to the ends of a path at its output, the rest of the
-        network runs the nodes (:func:`~.paths.from_stem`), and the stem's transpose (the same at
-        every point: it is affine) brings their sum back to the input once.
-        """
         x, n = p.x, p.x.shape[0]
+        start = baseline(p.model, x, self.baseline)
+        total = self._integral(p.model, start, x - start, p.targets)
+        if self.passes < self.steps:
+            total = total + float(nodes(self.rule, self.steps)[1][-1]) * p.input_gradient
+        attributions = total * (x - start)
         with torch.no_grad():
-            ends = [torch.cat([stem(v[c.start:c.stop]) for c in chunks(n, self.batch_size)]) for v in (start, x)]
-            try:  # the network from the stem must give the shared pass's logits, or it is another network
-                logits = torch.cat([from_stem(p.model, stem, ends[1][c.start:c.stop].clone(), x.shape)
-                                    for c in chunks(n, self.batch_size)])
-            except RuntimeError:  # the stem ran twice, or the stand-in input was written to
-                return None
-        if not torch.allclose(logits, p.logits, rtol=1e-4, atol=1e-4 * float(p.logits.abs().max())):
-            return None
-        rest = functools.partial(from_stem, p.model, stem, input_shape=x.shape)
-        stem_total = self._integral(rest, ends[0], ends[1] - ends[0], p.targets)
-        with torch.enable_grad():
-            leaf = x.detach().requires_grad_(True)
-            (total,) = torch.autograd.grad(stem(leaf), leaf, grad_outputs=stem_total)
-        return self._result(p, total, start, start_logits)
+            start_logits = torch.cat([p.model(start[c.start:c.stop]) for c in chunks(n, self.batch_size)])
+        gain = (p.logits - start_logits).gather(1, p.targets[:, None])[:, 0]
+        error = attributions.sum(dim=(1, 2, 3)) - gain
+        return Result({"input": attributions}, p.logits, p.targets, integration_error=error)
 
-    def _integral(self, model: Callable[[torch.Tensor], torch.Tensor], start: torch.Tensor, way: torch.Tensor,
-                  targets: torch.Tensor) -> torch.Tensor:
+    def _integral(self, model: nn.Module, start: torch.Tensor, way: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """The rule's weighted sum of ``model``'s input gradients at its nodes from ``start`` along ``way``.
 
         The gradient is taken with respect to ``start``, each node's score weighted: autograd
@@ -129,6 +98,8 @@ class IntegratedGradients(InputExplainer):
         broadcast, with no copy of its start and way per node.
         """
         alphas, weights = (v.to(start) for v in nodes(self.rule, self.steps))
+        if start.dim() == 4:  # the nodes inherit the layout
+            start, way = (v.contiguous(memory_format=torch.channels_last) for v in (start, way))
         n, shape = start.shape[0], (-1, *[1] * (start.dim() - 1))
         total = torch.zeros_like(start)
         tally = Tally(n * self.passes, self.progress)
@@ -145,14 +116,6 @@ class IntegratedGradients(InputExplainer):
             total += gradient
             tally.advance(len(chunk))
         return total
-
-    def _result(self, p: Pass, total: torch.Tensor, start: torch.Tensor, start_logits: torch.Tensor) -> Result:
-        if self.passes < self.steps:
-            total = total + float(nodes(self.rule, self.steps)[1][-1]) * p.input_gradient
-        attributions = total * (p.x - start)
-        gain = (p.logits - start_logits).gather(1, p.targets[:, None])[:, 0]
-        error = attributions.sum(dim=(1, 2, 3)) - gain
-        return Result({"input": attributions}, p.logits, p.targets, integration_error=error)
 
 
 def nodes(rule: str, steps: int) -> tuple[torch.Tensor, torch.Tensor]:

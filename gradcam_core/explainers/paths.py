@@ -15,7 +15,6 @@ strongly blurred), a number, or a tensor that broadcasts to the input.
 from __future__ import annotations
 
 import math
-import sys
 
 import torch
 import torch.nn.functional as F
@@ -33,8 +32,6 @@ __all__ = [
     "check_count",
     "check_seed",
     "check_share",
-    "first_affine_layer",
-    "from_stem",
     "input_gradients",
 ]
 
@@ -138,75 +135,3 @@ def input_gradients(model: nn.Module, inputs: torch.Tensor, targets: torch.Tenso
         leaf = inputs.detach().requires_grad_(True)
         (gradient,) = torch.autograd.grad(class_scores(model(leaf.clone()), targets), leaf)
     return gradient
-
-
-#: The layers whose output is an affine function of their input: these classes exactly, since a
-#: subclass may add a non-linearity (a fused convolution and ReLU). timm's ``Conv2dSame`` (zero
-#: padding, then the convolution: EfficientNet-Lite's stem) joins them in :func:`affine_classes`.
-AFFINE = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
-
-
-def affine_classes() -> tuple[type[nn.Module], ...]:
-    # A network with a Conv2dSame has imported timm; importing it for one that has not would take seconds.
-    timm_layers = sys.modules.get("timm.layers")
-    return AFFINE if timm_layers is None else (*AFFINE, timm_layers.Conv2dSame)
-
-
-def first_affine_layer(model: nn.Module, inputs: torch.Tensor) -> tuple[nn.Module | None, torch.Tensor]:
-    """``model(inputs)`` without gradient, and the layer that met ``inputs`` first if it is one of
-    :func:`affine_classes` with no hooks of its own (else ``None``).
-
-    "Met first": the first such layer called with the very tensor the model was given, before any
-    other layer of those classes ran. Whether the network then depends on the input through that
-    layer alone is for :func:`from_stem`'s caller to check.
-    """
-    classes = affine_classes()
-    layers = [m for m in model.modules() if type(m) in classes]
-    unhooked = {id(m) for m in layers if not _hooked(m)}
-    found: list[nn.Module | None] = []
-
-    def first(module: nn.Module, args: tuple) -> None:
-        if not found:
-            found.append(module if args and args[0] is inputs and id(module) in unhooked else None)
-
-    handles = [m.register_forward_pre_hook(first) for m in layers]
-    try:
-        with torch.no_grad():
-            logits = model(inputs)
-    finally:
-        for handle in handles:
-            handle.remove()
-    return (found[0] if found else None), logits
-
-
-def from_stem(model: nn.Module, stem: nn.Module, outputs: torch.Tensor, input_shape: torch.Size) -> torch.Tensor:
-    """The model's logits when its ``stem`` gives ``outputs`` (``(N, ...)``, one row per copy).
-
-    The model runs on a stand-in input of zeros (``input_shape`` with ``N`` rows, no memory of its
-    own): the stem computes on an empty batch, and hands on ``outputs`` instead. A network that
-    uses its input elsewhere too gets the zeros there, and another stem's output after the first:
-    a ``RuntimeError`` if the stem runs twice. The hooks are removed when the call ends.
-    """
-    calls = []
-
-    def empty(module: nn.Module, args: tuple) -> tuple:
-        return (args[0][:0], *args[1:])
-
-    def replace(module: nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor:
-        calls.append(1)
-        if len(calls) > 1:
-            raise RuntimeError("the stem runs more than once in the forward pass")
-        return outputs
-
-    stand_in = outputs.new_zeros(()).expand(len(outputs), *input_shape[1:])
-    handles = [stem.register_forward_pre_hook(empty), stem.register_forward_hook(replace)]
-    try:
-        return model(stand_in)
-    finally:
-        for handle in handles:
-            handle.remove()
-
-
-def _hooked(module: nn.Module) -> bool:
-    return any((module._forward_hooks, module._forward_pre_hooks, module._backward_hooks,
-                module._backward_pre_hooks))
