@@ -286,6 +286,11 @@ def test_the_nodes_run_channels_last(tiny, tiny_input, monkeypatch):
     assert layouts == [False, True, True, True, True, False]  # the shared pass, 4 batches of nodes, the baselines
 
 
+def test_the_map_comes_back_contiguous_like_the_input(tiny, tiny_input):
+    for rule in ("gauss_legendre", "trapezoid"):
+        assert gc.IntegratedGradients(tiny, steps=3, rule=rule)(tiny_input, 0).is_contiguous()
+
+
 def test_the_trapezoid_takes_the_gradient_at_x_from_the_shared_pass(tiny, tiny_input, grad_calls):
     names = ["saliency", "integrated_gradients"]
     options = {"integrated_gradients": {"steps": 5, "rule": "trapezoid", "batch_size": 100}}

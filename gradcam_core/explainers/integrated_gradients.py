@@ -81,10 +81,11 @@ class IntegratedGradients(InputExplainer):
     def from_pass(self, p: Pass) -> Result:
         x, n = p.x, p.x.shape[0]
         start = baseline(p.model, x, self.baseline)
-        total = self._integral(p.model, start, x - start, p.targets)
+        way = x - start
+        total = self._integral(p.model, start, way, p.targets)
         if self.passes < self.steps:
             total = total + float(nodes(self.rule, self.steps)[1][-1]) * p.input_gradient
-        attributions = total * (x - start)
+        attributions = total * way
         with torch.no_grad():
             start_logits = torch.cat([p.model(start[c.start:c.stop]) for c in chunks(n, self.batch_size)])
         gain = (p.logits - start_logits).gather(1, p.targets[:, None])[:, 0]
@@ -99,10 +100,10 @@ class IntegratedGradients(InputExplainer):
         broadcast, with no copy of its start and way per node.
         """
         alphas, weights = (v.to(start) for v in nodes(self.rule, self.steps))
+        total = torch.zeros_like(way, memory_format=torch.contiguous_format)  # the caller's layout, not the nodes'
         if start.dim() == 4:  # the nodes inherit the layout
             start, way = (v.contiguous(memory_format=torch.channels_last) for v in (start, way))
         n, shape = start.shape[0], (-1, *[1] * (start.dim() - 1))
-        total = torch.zeros_like(start)
         tally = Tally(n * self.passes, self.progress)
         for chunk in chunks(n * self.passes, self.batch_size):
             index = torch.arange(chunk.start, chunk.stop, device=start.device)
